@@ -1,0 +1,116 @@
+"""How an attack may touch the target: `WhiteBox` (model and gradients), `BlackBox` (soft outputs
+only) or `LabelOnly` (predicted labels only). Every query is counted; label-only access enforces an
+optional query budget.
+
+The model is held in a closure, not an attribute, so attack code cannot wander from a `LabelOnly`
+object to logits by accident; asking for anything but labels raises an `AttackError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from mibench.errors import AttackError, QueryBudgetExceeded
+
+
+class TargetAccess:
+    """Common part of every access level: class count, input size and the query counter."""
+
+    level = "none"
+
+    def __init__(self, num_classes: int, input_size: int, device: torch.device | str):
+        self.num_classes = int(num_classes)
+        self.input_size = int(input_size)
+        self.device = torch.device(device)
+        self.queries = 0
+        self.queries_by_phase: dict[str, int] = {}
+        self._phase = "attack"
+
+    def set_phase(self, phase: str) -> None:
+        """Attribute subsequent queries to `phase` (e.g. 'gan-training', 'surrogate-data')."""
+        self._phase = phase
+
+    def _count(self, n: int) -> None:
+        self.queries += n
+        self.queries_by_phase[self._phase] = self.queries_by_phase.get(self._phase, 0) + n
+
+    def __getattr__(self, name: str):
+        # Only reached for attributes that do not exist: say what this access level allows.
+        raise AttackError(f"{type(self).__name__} access has no '{name}': a {self.level} attack "
+                          f"may only use {self._allowed}")
+
+    _allowed = "nothing"
+
+
+class WhiteBox(TargetAccess):
+    """Full access: the model itself, differentiable logits and features."""
+
+    level = "white-box"
+    _allowed = "model, logits(), features()"
+
+    def __init__(self, model: nn.Module, num_classes: int, input_size: int, device: torch.device | str):
+        super().__init__(num_classes, input_size, device)
+        self.model = model
+
+    def logits(self, x: torch.Tensor, count: int | None = None) -> torch.Tensor:
+        """Differentiable logits (N, K) of images (N, 3, H, W) in [0, 1]; `count` real images among
+        them (the rest are batch padding) are counted as queries (default: all N)."""
+        self._count(x.shape[0] if count is None else count)
+        return self.model(x)
+
+
+class BlackBox(TargetAccess):
+    """Soft-label access: softmax probabilities without gradients."""
+
+    level = "black-box"
+    _allowed = "probs()"
+
+    def __init__(self, model: nn.Module, num_classes: int, input_size: int, device: torch.device | str):
+        super().__init__(num_classes, input_size, device)
+        self._forward: Callable[[torch.Tensor], torch.Tensor] = _closure(model)
+
+    @torch.no_grad()
+    def probs(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax probabilities (N, K), detached."""
+        self._count(x.shape[0])
+        return torch.softmax(self._forward(x.detach()).float(), dim=1)
+
+
+class LabelOnly(TargetAccess):
+    """Hard-label access: `labels(x)` returns argmax predictions; every image counts as one query."""
+
+    level = "label-only"
+    _allowed = "labels()"
+
+    def __init__(self, model: nn.Module, num_classes: int, input_size: int, device: torch.device | str,
+                 budget: int | None = None):
+        super().__init__(num_classes, input_size, device)
+        self.budget = budget
+        self._forward = _closure(model)
+
+    @torch.no_grad()
+    def labels(self, x: torch.Tensor) -> torch.Tensor:
+        """Predicted labels (N,) int64; raises QueryBudgetExceeded before going over the budget."""
+        n = x.shape[0]
+        if self.budget is not None and self.queries + n > self.budget:
+            raise QueryBudgetExceeded(
+                f"label-only query budget of {self.budget} exceeded ({self.queries} used, {n} more asked "
+                f"in phase '{self._phase}')", fix="raise --query-budget or lower the attack's query needs")
+        self._count(n)
+        return self._forward(x.detach()).argmax(dim=1)
+
+
+def _closure(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """An opaque forward function over `model` in eval mode (no gradients leave it)."""
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(x)
+
+    return forward
+
+
+ACCESS_LEVELS = {"white-box": WhiteBox, "black-box": BlackBox, "label-only": LabelOnly}

@@ -1,0 +1,176 @@
+"""The attack pipeline shared by every attack:
+
+    sample latents → initial selection → optimize → final selection → images + latents
+
+An attack sees the target only through an access object (`mibench.attacks.access`). It is run on
+groups of target classes; every random draw is keyed by (run seed, class, candidate, step) so a
+class yields the same result however the classes are grouped, batched or sharded.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from mibench.attacks.access import TargetAccess
+from mibench.typed import from_dict, to_dict
+
+log = logging.getLogger(__name__)
+
+# Candidate keys are class * KEY_STRIDE + candidate index: unique per (class, candidate).
+KEY_STRIDE = 1 << 20
+
+
+def padded_chunks(n: int, size: int) -> list[tuple[int, int]]:
+    """(start, stop) of consecutive chunks of `size` rows covering n rows (the last may be short)."""
+    return [(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def pad_rows(t: torch.Tensor, size: int) -> torch.Tensor:
+    """`t` with its last row repeated until it has `size` rows.
+
+    Every network call in an attack sees the same batch size, so the same kernels run and each
+    sample's numbers do not depend on how many others share its batch (small or odd batch sizes
+    select different BLAS / cuDNN kernels with different rounding).
+    """
+    if t.shape[0] >= size:
+        return t
+    return torch.cat([t, t[-1:].expand(size - t.shape[0], *t.shape[1:])])
+
+
+def map_fixed_batches(fn, size: int, *tensors: torch.Tensor) -> torch.Tensor:
+    """Apply `fn(*chunks, n_real)` to fixed-size (padded) row chunks of `tensors`, where `n_real` rows
+    of each chunk are real; concatenate the real rows of the results."""
+    n = tensors[0].shape[0]
+    outs = []
+    for a, b in padded_chunks(n, size):
+        outs.append(fn(*(pad_rows(t[a:b], size) for t in tensors), b - a)[: b - a])
+    return torch.cat(outs)
+
+
+def candidate_keys(classes: torch.Tensor, n: int) -> torch.Tensor:
+    """Keys (len(classes) * n,) for `n` candidates of each class, class-major."""
+    return (classes.long().view(-1, 1) * KEY_STRIDE + torch.arange(n).view(1, -1)).flatten()
+
+
+@dataclass
+class ClassResult:
+    """What an attack returns for one target class."""
+
+    class_id: int
+    images: torch.Tensor  # (n, 3, H, W) float in [0, 1], CPU
+    latents: torch.Tensor  # (n, ...) the optimised latent codes, CPU
+    scores: torch.Tensor  # (n,) final-selection score (higher = more confident)
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. final loss, NaN flags
+
+
+@dataclass
+class AttackContext:
+    """Everything an attack may use: target access, prior(s), device, seed, output size."""
+
+    access: TargetAccess
+    prior: Any  # a generator module (StyleGAN2 for PPA / IF-GMI); LOKT brings its own
+    device: torch.device
+    seed: int
+    output_size: int  # side of the images returned (what the evaluator / metrics see)
+    progress: bool = True
+    extras: dict[str, Any] = field(default_factory=dict)  # attack-specific inputs (e.g. public data)
+
+
+class Attack(ABC):
+    """Base class of every attack: a typed config, an access level, one-time preparation, and a
+    batched per-class-group run."""
+
+    name: ClassVar[str] = ""
+    access_level: ClassVar[str] = "white-box"
+    config_cls: ClassVar[type] = object
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    @classmethod
+    def from_preset(cls, preset: str, overrides: dict[str, Any] | None = None) -> Attack:
+        """Build the attack from a named preset plus overrides (validated into the config dataclass)."""
+        from mibench.errors import AttackError
+        from mibench.registry import suggest
+
+        if preset not in cls.presets:
+            raise AttackError(f"attack '{cls.name}' has no preset '{preset}'{suggest(preset, list(cls.presets))}",
+                              fix=f"use one of: {', '.join(cls.presets)}")
+        data = {**cls.presets[preset], **(overrides or {})}
+        return cls(from_dict(cls.config_cls, data, path=f"attack {cls.name} (preset {preset})",
+                             error=AttackError))
+
+    def describe(self) -> dict[str, Any]:
+        """The resolved configuration, for entries."""
+        return to_dict(self.config)
+
+    def prepare(self, ctx: AttackContext) -> None:
+        """One-time work shared by all classes (e.g. scoring the candidate pool). Default: nothing."""
+        return None
+
+    @abstractmethod
+    def attack_classes(self, ctx: AttackContext, classes: list[int]) -> list[ClassResult]:
+        """Attack a group of classes at once; returns one ClassResult per class, in order."""
+
+    def phase_info(self) -> dict[str, Any]:
+        """Attack-level facts for the entry (queries by phase, per-stage logs, …)."""
+        return {}
+
+
+class GenerativeAttack(Attack):
+    """The four-stage pipeline, as overridable steps."""
+
+    @abstractmethod
+    def initial_selection(self, ctx: AttackContext, classes: torch.Tensor) -> torch.Tensor:
+        """Starting latents (len(classes) * num_candidates, ...) for the classes, class-major."""
+
+    @abstractmethod
+    def optimize(self, ctx: AttackContext, latents: torch.Tensor, targets: torch.Tensor,
+                 keys: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Optimised latents and per-sample info (e.g. final loss) for samples labelled `targets`."""
+
+    @abstractmethod
+    def final_selection(self, ctx: AttackContext, latents: torch.Tensor, targets: torch.Tensor,
+                        keys: torch.Tensor, extra: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (N, 3, H, W) in [0, 1] and scores (N,) for the optimised latents."""
+
+    @property
+    @abstractmethod
+    def num_candidates(self) -> int:
+        """Candidates optimised per class."""
+
+    @property
+    @abstractmethod
+    def num_final(self) -> int:
+        """Images kept per class after final selection."""
+
+    def attack_classes(self, ctx: AttackContext, classes: list[int]) -> list[ClassResult]:
+        """Run the pipeline on a group of classes (batched across classes)."""
+        cls_t = torch.as_tensor(classes, dtype=torch.long)
+        n = self.num_candidates
+        keys = candidate_keys(cls_t, n)
+        targets = cls_t.repeat_interleave(n)
+        start = self.initial_selection(ctx, cls_t)
+        latents, extra = self.optimize(ctx, start, targets, keys)
+        images, scores = self.final_selection(ctx, latents, targets, keys, extra)
+        results = []
+        for i, c in enumerate(classes):
+            sl = slice(i * n, (i + 1) * n)
+            sc = scores[sl]
+            nan = ~torch.isfinite(sc)
+            # Stable descending order; NaN candidates (a diverged optimisation) rank last.
+            order = torch.sort(torch.where(nan, torch.full_like(sc, -math.inf), sc), descending=True,
+                               stable=True).indices[: self.num_final]
+            info = {k: (v[sl].tolist() if torch.is_tensor(v) and v.ndim else v) for k, v in extra.items()
+                    if not k.startswith("_")}
+            info["nan_candidates"] = int(nan.sum())
+            results.append(ClassResult(c, images[sl][order].cpu(), latents[sl][order].detach().cpu(),
+                                       sc[order].cpu(), info))
+        return results

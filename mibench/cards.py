@@ -1,0 +1,309 @@
+"""YAML cards — the registered *instances* (targets, generators, defenses) — as typed dataclasses.
+
+A card names a registered kind plus its parameters. `load_card` validates a file into one of the
+dataclasses below and raises one `CardError` naming the file and the field on any problem.
+Cards are found in the `targets/`, `generators/` and `defenses/` folders of each card root:
+`$MIBENCH_CARDS` (os.pathsep-separated), the current directory, then this source checkout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from mibench import __version__
+from mibench.errors import CardError
+from mibench.registry import ARCHITECTURES, DATASETS, DEFENSES, GENERATORS, suggest
+from mibench.typed import from_dict, to_dict
+
+CARD_FOLDERS = {"target": "targets", "generator": "generators", "defense": "defenses"}
+
+# Folder variables cards may use, with their defaults when unset.
+PATH_DEFAULTS = {"MIBENCH_DATA": "~/mibench-data", "MIBENCH_WEIGHTS": "~/mibench-weights"}
+
+
+def expand_path(text: str) -> Path:
+    """`~`, ${VAR} and the mibench folder variables ($MIBENCH_DATA, $MIBENCH_WEIGHTS) expanded."""
+    for var, default in PATH_DEFAULTS.items():
+        value = os.environ.get(var, default)
+        text = text.replace("${" + var + "}", value).replace("$" + var, value)
+    return Path(os.path.expanduser(os.path.expandvars(text)))
+
+
+@dataclass
+class DatasetRef:
+    """Which registered dataset (and where on disk, for real datasets)."""
+
+    name: str
+    split: str | None = None  # generators: which split trains the prior (targets use private-*)
+    root: str | None = None  # folder of a real dataset; `~` and ${ENV} are expanded
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.name not in DATASETS:
+            raise ValueError(f"name: unknown dataset '{self.name}'{suggest(self.name, DATASETS.names())}")
+
+    def resolved_root(self) -> Path | None:
+        """The dataset folder with `~` and environment variables expanded."""
+        return expand_path(self.root) if self.root else None
+
+
+@dataclass
+class Augment:
+    """Training-time augmentation: random resized crop, horizontal flip, colour jitter."""
+
+    crop_scale: tuple[float, float] | None = (0.8, 1.0)
+    crop_ratio: tuple[float, float] = (0.9, 1.1)
+    flip: bool = True
+    color_jitter: float = 0.1
+
+
+@dataclass
+class TrainRecipe:
+    """How to train a classifier (embedded zoo) — optimizer, schedule, augmentation, seed."""
+
+    epochs: int
+    batch_size: int = 64
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    augment: Augment = field(default_factory=Augment)
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ValueError("epochs: must be at least 1")
+        if self.batch_size < 1:
+            raise ValueError("batch_size: must be at least 1")
+        if self.lr <= 0:
+            raise ValueError("lr: must be positive")
+
+
+@dataclass
+class Weights:
+    """A weights file the user provides (never downloaded), with its expected sha256."""
+
+    path: str | None = None
+    sha256: str | None = None
+    url: str | None = None  # where a user can obtain the file; informational only
+
+    def validate(self) -> None:
+        if self.sha256 is not None:
+            s = self.sha256.lower()
+            if len(s) != 64 or any(c not in "0123456789abcdef" for c in s):
+                raise ValueError("sha256: must be 64 hexadecimal characters")
+
+    def resolved_path(self) -> Path | None:
+        """The weights path with `~` and environment variables expanded."""
+        return expand_path(self.path) if self.path else None
+
+
+@dataclass
+class DefenseRef:
+    """A target's defense: a defense card by name plus parameter overrides."""
+
+    card: str = "none"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TargetCard:
+    """A target classifier or an evaluation model (`role: evaluator`)."""
+
+    name: str
+    architecture: str
+    dataset: DatasetRef
+    num_classes: int
+    input_size: int
+    role: Literal["target", "evaluator"] = "target"
+    description: str = ""
+    arch_params: dict[str, Any] = field(default_factory=dict)
+    defense: DefenseRef = field(default_factory=DefenseRef)
+    evaluator: str | None = None  # evaluator card used to score attacks on this target
+    train: TrainRecipe | None = None
+    weights: Weights | None = None
+    natural_accuracy: float | None = None  # expected test accuracy in [0, 1] (recorded / reported)
+    reference: str = ""
+    path: str = ""  # set by the loader
+
+    def validate(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture: unknown architecture '{self.architecture}'"
+                             f"{suggest(self.architecture, ARCHITECTURES.names())}")
+        if self.num_classes < 2:
+            raise ValueError("num_classes: must be at least 2")
+        if self.input_size < 8:
+            raise ValueError("input_size: must be at least 8 pixels")
+        if self.train is None and (self.weights is None or self.weights.path is None):
+            raise ValueError("train: give a training recipe (`train:`) or a weights file (`weights.path`)")
+        if self.natural_accuracy is not None and not 0 <= self.natural_accuracy <= 1:
+            raise ValueError("natural_accuracy: must be a fraction in [0, 1]")
+
+
+@dataclass
+class GeneratorCard:
+    """A GAN image prior: an architecture kind, its constructor arguments, and how to get weights."""
+
+    name: str
+    kind: str
+    resolution: int
+    description: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    dataset: DatasetRef | None = None  # training data (embedded priors)
+    train: dict[str, Any] | None = None  # kind-specific training recipe
+    weights: Weights | None = None
+    truncation_psi: float = 0.5
+    truncation_cutoff: int | None = 8
+    domain: str = "faces"
+    default_for: list[str] = field(default_factory=list)  # datasets whose attacks use this prior by default
+    reference: str = ""
+    path: str = ""
+
+    def validate(self) -> None:
+        if self.kind not in GENERATORS:
+            raise ValueError(f"kind: unknown generator kind '{self.kind}'{suggest(self.kind, GENERATORS.names())}")
+        if self.resolution < 8 or self.resolution & (self.resolution - 1):
+            raise ValueError("resolution: must be a power of two ≥ 8")
+        if self.train is None and (self.weights is None or self.weights.path is None):
+            raise ValueError("train: give a training recipe (`train:`) or a weights file (`weights.path`)")
+        if self.train is not None and self.dataset is None:
+            raise ValueError("dataset: a trained prior needs its training dataset")
+
+
+@dataclass
+class DefenseCard:
+    """A defense recipe: which implementation, its hyper-parameters and the paper it follows."""
+
+    name: str
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    reference: str = ""
+    path: str = ""
+
+    def validate(self) -> None:
+        if self.kind not in DEFENSES:
+            raise ValueError(f"kind: unknown defense kind '{self.kind}'{suggest(self.kind, DEFENSES.names())}")
+
+
+CARD_TYPES = {"target": TargetCard, "generator": GeneratorCard, "defense": DefenseCard}
+
+
+def card_roots() -> list[Path]:
+    """Folders searched for cards, in priority order."""
+    roots = []
+    env = os.environ.get("MIBENCH_CARDS")
+    if env:
+        roots += [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    roots.append(Path.cwd())
+    roots.append(Path(__file__).resolve().parent.parent)  # the source checkout
+    seen, out = set(), []
+    for r in roots:
+        key = r.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def load_card(path: str | Path, kind: str) -> Any:
+    """Parse and validate one card file of `kind` ('target', 'generator' or 'defense')."""
+    path = Path(path)
+    if kind not in CARD_TYPES:
+        raise CardError(f"unknown card kind '{kind}'", path=path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise CardError("card file not found", path=path) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise CardError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", path=path,
+                        fix="check indentation and quoting") from None
+    if not isinstance(data, dict):
+        raise CardError("a card must be a YAML mapping of fields", path=path)
+    data = dict(data)
+    data.setdefault("name", path.stem)
+    if data["name"] != path.stem:
+        raise CardError(f"name '{data['name']}' differs from the file name '{path.stem}'", path=path,
+                        field="name", fix=f"rename the file to {data['name']}.yaml or change the name")
+    if "path" in data:
+        raise CardError("'path' is set by the loader", path=path, field="path", fix="remove it")
+    card = from_dict(CARD_TYPES[kind], data, path=path)
+    card.path = str(path)
+    return card
+
+
+def card_files(kind: str) -> dict[str, Path]:
+    """name → file for every card of `kind`; earlier roots shadow later ones."""
+    out: dict[str, Path] = {}
+    for root in card_roots():
+        folder = root / CARD_FOLDERS[kind]
+        if folder.is_dir():
+            for f in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
+                out.setdefault(f.stem, f)
+    return out
+
+
+def list_cards(kind: str) -> list[Any]:
+    """All cards of `kind`, validated (a bad card raises)."""
+    return [load_card(p, kind) for _, p in sorted(card_files(kind).items())]
+
+
+def get_card(kind: str, name: str) -> Any:
+    """The card of `kind` called `name`, with a 'did you mean' suggestion when unknown."""
+    files = card_files(kind)
+    if name not in files:
+        from mibench.errors import RegistryError
+
+        roots = ", ".join(str(r / CARD_FOLDERS[kind]) for r in card_roots())
+        raise RegistryError(f"unknown {kind} card '{name}'{suggest(name, sorted(files))} "
+                            f"(searched: {roots}; see `mibench list {CARD_FOLDERS[kind]}`)")
+    return load_card(files[name], kind)
+
+
+def resolve_defense(target: TargetCard) -> tuple[DefenseCard, dict[str, Any]]:
+    """The target's defense card and its effective parameters (card defaults ← target overrides)."""
+    card = get_card("defense", target.defense.card)
+    params = dict(card.params)
+    params.update(target.defense.params)
+    return card, params
+
+
+def _canonical(obj: Any) -> str:
+    data = to_dict(obj)
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in ("path", "description", "reference")}
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def card_hash(card: Any, *extra: Any) -> str:
+    """A short stable hash of a card's content (plus `extra` objects) and the code version."""
+    h = hashlib.sha256()
+    h.update(__version__.encode())
+    h.update(_canonical(card).encode())
+    for e in extra:
+        h.update(_canonical(e).encode())
+    return h.hexdigest()[:16]
+
+
+def replace(card: Any, **changes: Any) -> Any:
+    """A copy of `card` with fields changed (dataclasses.replace, re-validated)."""
+    new = dataclasses.replace(card, **changes)
+    if hasattr(new, "validate"):
+        new.validate()
+    return new

@@ -1,0 +1,220 @@
+"""The `mibench` command line: list what is registered, preview data, build the zoo, run attacks,
+build and check the leaderboard.
+
+Every user-fixable problem surfaces as one `error: …` line and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from mibench import __version__
+from mibench.errors import MIBenchError
+
+LIST_KINDS = ("datasets", "targets", "generators", "defenses", "attacks", "architectures", "metrics")
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    """A plain fixed-width text table."""
+    if not rows:
+        return "(none)"
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns), "  ".join("-" * widths[c] for c in columns)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="mibench")
+@click.option("-v", "--verbose", is_flag=True, help="Show debug logging.")
+def cli(verbose: bool) -> None:
+    """mibench — benchmark model inversion attacks and defenses on image classifiers.
+
+    \b
+    Quick start (embedded default, CPU, minutes):
+      mibench list targets          what can be attacked
+      mibench zoo build             train the embedded target zoo and priors
+      mibench run                   run the default suite and print its table
+      mibench leaderboard build     write leaderboard/leaderboard.csv and the web page
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+@cli.command("list")
+@click.argument("kind", type=click.Choice(LIST_KINDS))
+def list_cmd(kind: str) -> None:
+    """Show the registered KIND: datasets, targets, generators, defenses, attacks, architectures, metrics.
+
+    Targets, generators and defenses are YAML cards (in targets/, generators/, defenses/ of the
+    current directory, $MIBENCH_CARDS, or this checkout); the rest are implementations in code.
+    """
+    from mibench import listing
+
+    click.echo(_table(*listing.rows(kind)))
+
+
+@cli.group()
+def data() -> None:
+    """Inspect datasets."""
+
+
+@data.command("preview")
+@click.argument("name")
+@click.option("--split", default="private-train", show_default=True,
+              help="Which split to show, e.g. private-train, private-test, public, public-shifted.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="PNG file to write.")
+@click.option("--root", type=click.Path(path_type=Path), default=None,
+              help="Folder of a real dataset on disk (not needed for synthfaces).")
+@click.option("--identities", default=8, show_default=True, help="Rows: how many identities (classes).")
+@click.option("--per-identity", default=10, show_default=True, help="Columns: images per identity.")
+@click.option("--resolution", type=int, default=None, help="Render/resize to this size (default: the dataset's).")
+@click.option("--scale", default=2, show_default=True, help="Upscale the sheet (nearest) for viewing.")
+def data_preview(name: str, split: str, out: Path, root: Path | None, identities: int, per_identity: int,
+                 resolution: int | None, scale: int) -> None:
+    """Write a contact sheet of dataset NAME: one row per identity, its images across the row."""
+    from mibench.data import load_dataset
+    from mibench.data.preview import write_contact_sheet
+
+    params = {"resolution": resolution} if resolution else {}
+    ds = load_dataset(name, split, root, **params)
+    path = write_contact_sheet(ds, out, identities=identities, per_identity=per_identity, scale=scale)
+    click.echo(f"wrote {path}: {min(identities, max(ds.num_classes, 1))} identities × up to {per_identity} "
+               f"images of {name}:{split} ({len(ds)} images, {ds.num_classes} classes, {ds.resolution} px)")
+
+
+@cli.group()
+def zoo() -> None:
+    """Build and inspect the model zoo (targets, evaluation models, priors)."""
+
+
+@zoo.command("build")
+@click.argument("names", nargs=-1)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … or auto.")
+@click.option("--jobs", type=int, default=None,
+              help="Parallel builds (default: one per CPU core on CPU, 1 on GPU).")
+@click.option("--force", is_flag=True, help="Rebuild even when a cached copy exists.")
+def zoo_build(names: tuple[str, ...], device: str, jobs: int | None, force: bool) -> None:
+    """Train the zoo entries NAMES (default: every card with a training recipe that is not built yet).
+
+    Trained models are cached in $MIBENCH_CACHE (default ~/.cache/mibench) by card hash + code
+    version, so a second call returns at once. Prints a table of natural accuracies.
+    """
+    import time
+
+    from mibench import zoo as zoo_mod
+    from mibench.runner import resolve_device
+
+    t0 = time.time()
+    rows = zoo_mod.build_zoo(list(names) or None, device=str(resolve_device(device)), jobs=jobs, force=force)
+    click.echo(_table(rows, ["name", "role", "defense", "status", "natural_acc", "train_s"]))
+    click.echo(f"zoo ready in {time.time() - t0:.0f}s")
+
+
+@zoo.command("preview")
+@click.argument("generator")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG file to write.")
+@click.option("--rows", default=8, show_default=True)
+@click.option("--cols", default=8, show_default=True)
+@click.option("--psi", "psi", type=float, default=None, help="Truncation ψ (default: the card's).")
+@click.option("--cutoff", type=int, default=None, help="Truncation cutoff layer (default: the card's).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def zoo_preview(generator: str, out: Path, rows: int, cols: int, psi: float | None, cutoff: int | None, seed: int,
+                device: str) -> None:
+    """Write a grid of samples from prior GENERATOR (trained first if needed)."""
+    from mibench.cards import get_card
+    from mibench.generators.preview import sample_grid
+    from mibench.runner import resolve_device
+
+    card = get_card("generator", generator)
+    path = sample_grid(card, out, rows=rows, cols=cols, psi=card.truncation_psi if psi is None else psi,
+                       cutoff=card.truncation_cutoff if cutoff is None else cutoff, seed=seed,
+                       device=resolve_device(device))
+    click.echo(f"wrote {path}")
+
+
+@cli.command("run")
+@click.option("--target", "-t", default=None, help="Target card (default: the whole default suite).")
+@click.option("--attack", "-a", default=None, help="ppa, ifgmi, lokt … (see `mibench list attacks`).")
+@click.option("--prior", "-p", default=None, help="Prior card (default: the one made for the target's dataset).")
+@click.option("--classes", default=None, help="Target classes, e.g. 0-9 or 0,5,7 (default: all; suite: 0-9).")
+@click.option("--seed", default=0, show_default=True, help="Run seed: same seed, same results.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … or auto.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
+              help="Where run folders go.")
+@click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Continue an interrupted run folder, redoing only unfinished classes.")
+@click.option("--preset", default=None, help="Attack preset (default: from the target's dataset).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override an attack setting, e.g. --set steps=20 (repeatable; values are YAML).")
+@click.option("--query-budget", type=int, default=None, help="Label-only attacks: maximum target queries.")
+@click.option("--no-build", is_flag=True, help="Fail instead of training missing zoo entries.")
+def run_cmd(target: str | None, attack: str | None, prior: str | None, classes: str | None, seed: int,
+            device: str, out: Path, resume: Path | None, preset: str | None, overrides: tuple[str, ...],
+            query_budget: int | None, no_build: bool) -> None:
+    """Attack registered targets and write standardized results.
+
+    \b
+    Without --target/--attack: the DEFAULT SUITE on the embedded synthfaces setting — every
+    synthfaces target × every attack, on classes 0-9 — building the zoo first when missing, then a
+    results table. With --target and --attack: one run, written to OUT/<run-id>/ (images, latents,
+    per-class CSV, reconstruction grid, entry.json). Shard one run over processes with
+    `torchrun --nproc-per-node N -m mibench run …`.
+    """
+    from mibench import suite
+    from mibench.runner import RunSpec, parse_classes
+
+    over = _parse_overrides(overrides)
+    cls = parse_classes(classes)
+    if (target is None) != (attack is None) and resume is None:
+        if target is None:
+            raise click.UsageError("--attack needs --target (or omit both for the default suite)")
+    if target is None and resume is None:
+        entries = suite.run_suite(attacks=[attack] if attack else None, classes=cls, seed=seed, device=device,
+                                  out=out, build=not no_build)
+        click.echo(suite.format_table(entries))
+        return
+    spec = RunSpec(target=target or "", attack=attack or "", prior=prior, classes=cls, seed=seed, preset=preset,
+                   overrides=over, query_budget=query_budget)
+    entry = suite.run_single(spec, out=out, device=device, resume=resume, build=not no_build)
+    if entry:
+        click.echo(suite.format_table([entry]))
+
+
+def _parse_overrides(items: tuple[str, ...]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise MIBenchError(f"cannot parse --set '{item}'", field="--set", fix="use KEY=VALUE, e.g. --set steps=20")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def main() -> None:
+    """Console-script entry point: run the CLI, turning MIBenchError into one clear line and exit 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except MIBenchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Datasets: the embedded `synthfaces` and loaders for CelebA, FaceScrub, Stanford Dogs and folders.
+
+A dataset kind is registered as a factory `factory(split, root=None, **params) -> ImageDataset`
+with metadata `splits=[...]`, `description=...`. `load_dataset` is the one way to open one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from mibench.data.base import FileImageDataset, ImageDataset, TensorImageDataset  # noqa: F401
+from mibench.errors import DataError
+from mibench.registry import DATASETS, suggest
+
+# Modules whose import registers dataset kinds (kept optional so a missing one is reported clearly).
+for _m in ("synthfaces", "celeba", "facescrub", "stanford_dogs", "imagefolder", "unlabelled"):
+    try:
+        importlib.import_module(f"mibench.data.{_m}")
+    except ModuleNotFoundError as _exc:  # pragma: no cover - only while a loader is being written
+        if _exc.name != f"mibench.data.{_m}":
+            raise
+
+
+def load_dataset(name: str, split: str, root: str | Path | None = None, **params: Any) -> ImageDataset:
+    """Open the registered dataset `name` at `split` (real datasets need `root`)."""
+    factory = DATASETS.get(name)
+    splits = DATASETS.meta(name).get("splits", [])
+    if splits and split not in splits:
+        raise DataError(f"dataset '{name}' has no split '{split}'{suggest(split, splits)}",
+                        fix=f"use one of: {', '.join(splits)}")
+    return factory(split, Path(root).expanduser() if root is not None else None, **params)

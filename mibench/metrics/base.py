@@ -1,0 +1,163 @@
+"""Shared pieces of the metrics: the `MetricUnavailable` error, batched feature extraction, and the
+safe local-weights loading used by the pretrained feature extractors (Inception, FaceNet).
+
+Pretrained extractors never download: their weights come from a path the user gives (argument or
+environment variable). A metric that cannot be computed here (no weights, too few samples) raises
+`MetricUnavailable` so a run can record *why* it is missing instead of crashing or faking a value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mibench.errors import CheckpointError, MIBenchError
+
+
+class MetricUnavailable(MIBenchError):
+    """A metric cannot be computed in this setting; `.reason` says why (and how to fix it) in plain words."""
+
+    def __init__(self, reason: str, **kwargs):
+        super().__init__(reason, **kwargs)
+        self.reason = str(self)  # the full text, fix included, is what a run records for the metric
+
+
+def to_unit_float(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] or float [0, 1] images → float32 [0, 1] (no copy when already float32)."""
+    if batch.dtype == torch.uint8:
+        return batch.float().div_(255.0)
+    if not batch.is_floating_point():
+        raise ValueError(f"images must be uint8 or floating point, got {batch.dtype}")
+    return batch.float()
+
+
+def _module_device(fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.device | None:
+    """The device of `fn`'s first parameter or buffer when it is an nn.Module, else None."""
+    if isinstance(fn, nn.Module):
+        for t in fn.parameters():
+            return t.device
+        for t in fn.buffers():
+            return t.device
+    return None
+
+
+@torch.no_grad()
+def extract_features(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                     batch_size: int = 64, device: str | torch.device | None = None) -> torch.Tensor:
+    """Run `fn` over `images` (N, 3, H, W) (float [0, 1] or uint8) in batches → (N, D) float32 on CPU.
+
+    `device` defaults to the device of `fn` (when it is a module) or of `images`. Batches are moved
+    (and uint8 converted) one at a time so a large uint8 dataset never materialises as float.
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (N, 3, H, W), got {tuple(images.shape)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    dev = torch.device(device) if device is not None else (_module_device(fn) or images.device)
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        batch = to_unit_float(images[start:start + batch_size].to(dev, non_blocking=True))
+        feats = fn(batch)
+        if isinstance(feats, (list, tuple)):  # some backbones return a list of feature maps
+            feats = feats[-1]
+        out.append(feats.reshape(feats.shape[0], -1).float().cpu())
+    if not out:
+        return torch.empty(0, 0)
+    return torch.cat(out)
+
+
+def check_unit_range(images: torch.Tensor, what: str, tol: float = 1e-3) -> None:
+    """Raise ValueError unless `images` is floating point with values in [0, 1] (up to `tol`).
+
+    Catches the common mistake of feeding generator output in [-1, 1] (or 0–255 values) to an
+    extractor that normalises internally — the bug that puts published FID values off scale.
+    """
+    if not images.is_floating_point():
+        raise ValueError(f"{what}: images must be float in [0, 1], got {images.dtype}")
+    if images.numel() == 0:
+        return
+    lo, hi = float(images.min()), float(images.max())
+    if lo < -tol or hi > 1.0 + tol:
+        raise ValueError(f"{what}: images must be in [0, 1] (got values in [{lo:.3g}, {hi:.3g}]); "
+                         "convert generator output with (x + 1) / 2 and do not normalise beforehand")
+
+
+def resolve_weights_path(explicit: str | Path | None, env_var: str, *, what: str,
+                         standard_name: str, fallbacks: Sequence[Path] = ()) -> Path:
+    """The local weights file to use: `explicit`, else `$env_var`, else the first existing fallback.
+
+    Raises MetricUnavailable (with the environment variable and file name to set) when none exists.
+    """
+    hint = f"set {env_var}=/path/to/{standard_name} (or pass weights_path=)"
+    if explicit is not None and str(explicit) != "":
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise MetricUnavailable(f"{what} not found at {path}", fix=hint)
+        return path
+    env = os.environ.get(env_var, "")
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise MetricUnavailable(f"{what} not found at {path} (from ${env_var})", fix=hint)
+        return path
+    for cand in fallbacks:
+        if cand.is_file():
+            return cand
+    raise MetricUnavailable(f"{what} not found", fix=hint)
+
+
+def load_state_dict_file(path: str | Path, *, what: str) -> dict[str, torch.Tensor]:
+    """Load a tensor state dict from a `.safetensors` file or a torch file (weights_only=True).
+
+    A `{"state_dict": {...}}` wrapper is unwrapped. Anything else (corrupt file, pickled code, no
+    tensors) raises a CheckpointError naming the file.
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            obj = load_file(str(path), device="cpu")
+        else:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types (UnpicklingError, RuntimeError, EOFError)
+        raise CheckpointError(f"could not read {what}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+                              path=path, fix="point to the original weights file (a tensor state dict; "
+                                             "files that need arbitrary unpickling are refused)") from exc
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not obj or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise CheckpointError(f"{what} is not a tensor state dict", path=path,
+                              fix="point to the original weights file")
+    return obj
+
+
+def load_strict(module: nn.Module, state: dict[str, torch.Tensor], *, path: str | Path, what: str) -> None:
+    """`module.load_state_dict(state, strict=True)`, turning any mismatch into a CheckpointError."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{what}: the state dict does not match the network: {summarise_load_error(exc)}", path=path,
+                              fix="use the original weights file for this network") from exc
+
+
+def summarise_load_error(exc: RuntimeError) -> str:
+    """The first lines of torch's (very long) load_state_dict error message."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = " ".join(lines[1:3] if len(lines) > 1 else lines)
+    return text[:300] + ("…" if len(text) > 300 else "")
+
+
+def torch_hub_checkpoints_dir() -> Path:
+    """`$TORCH_HOME/hub/checkpoints` (where torch.hub caches files), without importing torch.hub state."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def torch_home() -> Path:
+    """`$TORCH_HOME` (default `$XDG_CACHE_HOME/torch`, i.e. `~/.cache/torch`)."""
+    default = os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
+    return Path(os.environ.get("TORCH_HOME", default)).expanduser()
