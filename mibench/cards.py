@@ -218,11 +218,15 @@ def card_roots() -> list[Path]:
     return out
 
 
-def load_card(path: str | Path, kind: str) -> Any:
-    """Parse and validate one card file of `kind` ('target', 'generator' or 'defense')."""
-    path = Path(path)
-    if kind not in CARD_TYPES:
-        raise CardError(f"unknown card kind '{kind}'", path=path)
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge: mappings merge key by key, anything else in `over` replaces `base`."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -236,7 +240,18 @@ def load_card(path: str | Path, kind: str) -> Any:
                         fix="check indentation and quoting") from None
     if not isinstance(data, dict):
         raise CardError("a card must be a YAML mapping of fields", path=path)
-    data = dict(data)
+    return dict(data)
+
+
+def load_card(path: str | Path, kind: str) -> Any:
+    """Parse and validate one card file of `kind` ('target', 'generator' or 'defense').
+
+    A card may start from another card of the same kind with `extends: <name>`: its fields are
+    deep-merged under this card's (mappings merge, other values replace)."""
+    path = Path(path)
+    if kind not in CARD_TYPES:
+        raise CardError(f"unknown card kind '{kind}'", path=path)
+    data = _extend(_read_yaml(path), path, kind, ())
     data.setdefault("name", path.stem)
     if data["name"] != path.stem:
         raise CardError(f"name '{data['name']}' differs from the file name '{path.stem}'", path=path,
@@ -246,6 +261,25 @@ def load_card(path: str | Path, kind: str) -> Any:
     card = from_dict(CARD_TYPES[kind], data, path=path)
     card.path = str(path)
     return card
+
+
+def _extend(data: dict[str, Any], path: Path, kind: str, seen: tuple[str, ...]) -> dict[str, Any]:
+    """Resolve `extends:` chains (the base's `name` is not inherited)."""
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        return data
+    if not isinstance(base_name, str):
+        raise CardError("must be the name of another card", path=path, field="extends")
+    if base_name in seen or base_name == path.stem:
+        raise CardError(f"cards extend each other in a loop ({' → '.join((*seen, path.stem, base_name))})",
+                        path=path, field="extends")
+    files = card_files(kind)
+    if base_name not in files:
+        raise CardError(f"extends unknown {kind} card '{base_name}'{suggest(base_name, sorted(files))}",
+                        path=path, field="extends")
+    base = _extend(_read_yaml(files[base_name]), files[base_name], kind, (*seen, path.stem))
+    base.pop("name", None)
+    return _merge(base, data)
 
 
 def card_files(kind: str) -> dict[str, Path]:

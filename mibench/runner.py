@@ -275,13 +275,17 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
     kwargs = {"budget": spec.query_budget} if run.attack.access_level == "label-only" else {}
     access = access_cls(target, run.target.num_classes, run.target.input_size, dev, **kwargs)
     out_size = max(run.target.input_size, run.evaluator.input_size)
+    ref = run.target.dataset
     ctx = AttackContext(access=access, prior=prior, device=dev, seed=spec.seed, output_size=out_size,
-                        progress=progress, extras={"target_card": run.target, "run_dir": run_dir})
+                        progress=progress, extras={
+                            "target_card": run.target, "run_dir": run_dir,
+                            # public (attacker-side) data, loaded only by attacks that train on it
+                            "public_data": lambda: load_dataset(ref.name, "public", ref.resolved_root(), **ref.params)})
     private = load_dataset(run.target.dataset.name, "private-train", run.target.dataset.resolved_root(),
                            **run.target.dataset.params)
     scorer = ReconstructionScorer.create(evaluator, private, dev)
 
-    timing = {"setup": time.time() - t_start}
+    timing: dict[str, float] = {}
     finished: list[tuple[ClassResult, dict[str, Any]]] = []  # kept for rank 0 when sharded
     if mine:
         t0 = time.time()
@@ -301,7 +305,7 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
             secs, queries = (time.time() - t0) / len(group), (access.queries - q0) // len(group)
             for res in results:
                 metrics = _score_class(scorer, res)
-                metrics.update(seconds=round(secs, 3), queries=queries)
+                metrics.update(seconds=round(secs, 3), queries=queries, session=session_id(t_start))
                 save_class(run_dir, res, metrics)
                 if dist is not None:
                     finished.append((res, metrics))
@@ -318,10 +322,15 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
                 if not class_done(run_dir, res.class_id):
                     save_class(run_dir, res, metrics)
     entry = finalize(run_dir, run, config, scorer, target_info, evaluator_info, prior_info, dev,
-                     world_size=1 if dist is None else dist.world_size, setup_seconds=timing["setup"])
+                     world_size=1 if dist is None else dist.world_size, session_start=t_start)
     log.info("wrote %s (acc@1 %.1f%%, %.0fs)", run_dir / ENTRY_FILE, 100 * (entry["metrics"]["acc@1"] or 0),
              time.time() - t_start)
     return entry
+
+
+def session_id(start: float) -> str:
+    """Identifies one process's work on a run (its start time)."""
+    return f"{start:.3f}"
 
 
 def _running_acc(run_dir: Path, classes: list[int]) -> str:
@@ -357,8 +366,11 @@ def _score_class(scorer, res: ClassResult) -> dict[str, Any]:
 
 def finalize(run_dir: Path, run: ResolvedRun, config: dict[str, Any], scorer, target_info: dict[str, Any],
              evaluator_info: dict[str, Any], prior_info: dict[str, Any], dev: torch.device, *,
-             world_size: int = 1, setup_seconds: float = 0.0) -> dict[str, Any]:
-    """Aggregate the per-class files into per_class.csv, grid.png and entry.json."""
+             world_size: int = 1, session_start: float | None = None) -> dict[str, Any]:
+    """Aggregate the per-class files into per_class.csv, grid.png and entry.json.
+
+    Wall time is the sum over the sessions that worked on the run (an interrupted run's first
+    session counts up to its last finished class)."""
     per_class, images, labels, failed = [], [], [], []
     for c in run.classes:
         tensors, metrics = load_class(run_dir, c)
@@ -390,7 +402,15 @@ def finalize(run_dir: Path, run: ResolvedRun, config: dict[str, Any], scorer, ta
     queries_by_phase = dict(prep.get("queries_by_phase", {}))
     attack_q = sum(int(m.get("queries", 0)) for m in per_class)
     queries_by_phase["attack"] = queries_by_phase.get("attack", 0) + attack_q
-    wall = prep.get("seconds", 0.0) + sum(float(m.get("seconds", 0.0)) for m in per_class) + setup_seconds
+    sessions_path = run_dir / "sessions.json"
+    sessions = json.loads(sessions_path.read_text()) if sessions_path.is_file() else []
+    if session_start is not None:
+        sessions.append({"id": session_id(session_start), "seconds": round(time.time() - session_start, 2)})
+        atomic_write_json(sessions_path, sessions)
+    # A killed session never got here: count the time its finished classes took instead.
+    finished_ids = {s["id"] for s in sessions}
+    killed = sum(float(m.get("seconds", 0.0)) for m in per_class if m.get("session") not in finished_ids)
+    wall = sum(s["seconds"] for s in sessions) + killed
 
     _write_per_class_csv(run_dir, per_class)
     _write_grid(run_dir, run, scorer, per_class)
@@ -420,7 +440,8 @@ def finalize(run_dir: Path, run: ResolvedRun, config: dict[str, Any], scorer, ta
         "unavailable": unavailable,
         "queries": {"total": sum(queries_by_phase.values()), "by_phase": queries_by_phase},
         "wall_time_s": round(wall, 2),
-        "per_class": [{k: v for k, v in m.items() if k not in ("info", "eval_pred")} for m in per_class],
+        "per_class": [{k: v for k, v in m.items() if k not in ("info", "eval_pred", "session", "seconds")}
+                      for m in per_class],
         "failed_classes": failed,
         "artifacts": {"grid": "grid.png", "per_class_csv": "per_class.csv"},
         "environment": environment(dev, world_size),

@@ -33,6 +33,13 @@ class TargetAccess:
         """Attribute subsequent queries to `phase` (e.g. 'gan-training', 'surrogate-data')."""
         self._phase = phase
 
+    def credit(self, by_phase: dict[str, int]) -> None:
+        """Account for queries an earlier session already spent (e.g. a cached surrogate dataset
+        reused on resume), so totals and budgets stay exact without querying again."""
+        for phase, n in by_phase.items():
+            self.queries += int(n)
+            self.queries_by_phase[phase] = self.queries_by_phase.get(phase, 0) + int(n)
+
     def _count(self, n: int) -> None:
         self.queries += n
         self.queries_by_phase[self._phase] = self.queries_by_phase.get(self._phase, 0) + n

@@ -1,0 +1,121 @@
+"""`mibench run` end to end on a tiny zoo: the run folder, determinism, resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mibench.errors import MIBenchError, RegistryError
+from mibench.runner import RunSpec, class_stem, parse_classes, resolve, run_one
+from tiny_zoo import TINY_IFGMI, TINY_PPA, write_tiny_cards
+
+
+@pytest.fixture(scope="module")
+def tiny_env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tinyzoo")
+    write_tiny_cards(root / "cards")
+    return root
+
+
+@pytest.fixture
+def env(tiny_env, monkeypatch):
+    monkeypatch.setenv("MIBENCH_CARDS", str(tiny_env / "cards"))
+    monkeypatch.setenv("MIBENCH_CACHE", str(tiny_env / "cache"))  # the tiny zoo is built once
+    return tiny_env
+
+
+def _spec(attack="ppa", classes=(0, 1, 2), seed=0, **over):
+    config = TINY_PPA if attack == "ppa" else TINY_IFGMI
+    return RunSpec(target="tiny-target", attack=attack, prior="tiny-prior", classes=list(classes), seed=seed,
+                   overrides={**config, **over})
+
+
+def _images(run_dir, c):
+    return load_file(str(class_stem(run_dir, c).with_suffix(".safetensors")))["images"]
+
+
+@pytest.mark.parametrize("attack", ["ppa", "ifgmi"])
+def test_run_writes_the_run_folder(env, tmp_path, attack):
+    entry = run_one(_spec(attack), out=tmp_path, device="cpu", progress=False)
+    run_dir = tmp_path / entry["entry_id"]
+    for name in ("config.json", "entry.json", "per_class.csv", "grid.png", "prepare.json"):
+        assert (run_dir / name).is_file(), name
+    assert entry["schema_version"] == 1 and entry["classes"] == [0, 1, 2]
+    assert entry["attack"]["name"] == attack and entry["attack"]["access"] == "white-box"
+    assert 0 <= entry["metrics"]["acc@1"] <= 1 and entry["metrics"]["knn_dist"] > 0
+    assert entry["evaluator"]["name"] == "tiny-eval" and entry["evaluator"]["accuracy"] is not None
+    assert entry["target"]["natural_accuracy"] is not None
+    assert entry["queries"]["total"] > 0
+    assert set(entry["unavailable"]) >= {"fid", "facenet_dist"}  # no local weights here: reported, not faked
+    assert len(entry["per_class"]) == 3 and _images(run_dir, 0).dtype == torch.uint8
+    assert (run_dir / "per_class.csv").read_text().count("\n") == 4
+
+
+def test_same_seed_same_entry_metrics_and_images(env, tmp_path):
+    a = run_one(_spec(), out=tmp_path / "a", device="cpu", progress=False)
+    b = run_one(_spec(), out=tmp_path / "b", device="cpu", progress=False)
+    assert a["metrics"] == b["metrics"] and a["per_class"] == b["per_class"]
+    for c in (0, 1, 2):
+        assert torch.equal(_images(tmp_path / "a" / a["entry_id"], c), _images(tmp_path / "b" / b["entry_id"], c))
+    other = run_one(_spec(seed=1), out=tmp_path / "c", device="cpu", progress=False)
+    assert other["entry_id"] != a["entry_id"]
+
+
+def test_resume_redoes_only_missing_classes(env, tmp_path):
+    full = run_one(_spec(), out=tmp_path, device="cpu", progress=False)
+    run_dir = tmp_path / full["entry_id"]
+    kept = class_stem(run_dir, 0).with_suffix(".json").read_text()
+    for c in (1, 2):  # as if the run died before these classes
+        class_stem(run_dir, c).with_suffix(".json").unlink()
+        class_stem(run_dir, c).with_suffix(".safetensors").unlink()
+    (run_dir / "entry.json").unlink()
+    resumed = run_one(_spec(), out=tmp_path, device="cpu", progress=False, resume=run_dir)
+    assert class_stem(run_dir, 0).with_suffix(".json").read_text() == kept  # not redone
+    assert resumed["metrics"] == full["metrics"] and resumed["per_class"] == full["per_class"]
+
+
+def test_resume_with_other_options_is_refused(env, tmp_path):
+    full = run_one(_spec(), out=tmp_path, device="cpu", progress=False)
+    with pytest.raises(MIBenchError, match="different configuration"):
+        run_one(_spec(seed=3), out=tmp_path, device="cpu", progress=False, resume=tmp_path / full["entry_id"])
+
+
+def test_bad_run_input_is_reported_clearly(env):
+    with pytest.raises(RegistryError, match="did you mean 'tiny-target'"):
+        resolve(RunSpec(target="tiny-targt", attack="ppa", prior="tiny-prior"))
+    with pytest.raises(RegistryError, match="did you mean 'ppa'"):
+        resolve(RunSpec(target="tiny-target", attack="ppaa", prior="tiny-prior"))
+    with pytest.raises(MIBenchError, match="out of range"):
+        resolve(RunSpec(target="tiny-target", attack="ppa", prior="tiny-prior", classes=[0, 6]))
+    with pytest.raises(MIBenchError, match="evaluation model"):
+        resolve(RunSpec(target="tiny-eval", attack="ppa", prior="tiny-prior"))
+
+
+def test_parse_classes():
+    assert parse_classes("0-3,7,5") == [0, 1, 2, 3, 5, 7]
+    assert parse_classes(None) is None and parse_classes("all") is None
+    with pytest.raises(MIBenchError, match="--classes"):
+        parse_classes("1-x")
+
+
+def test_a_diverging_class_is_reported_and_the_run_continues(env, tmp_path, monkeypatch):
+    import mibench.attacks.ppa as ppa
+
+    real = ppa.PPAttack.identity_loss
+
+    def nan_for_class_1(self, ctx, x, targets, keys, step, seed, n_real=None):
+        loss = real(self, ctx, x, targets, keys, step, seed, n_real)
+        scale = torch.where(targets == 1, float("nan"), 1.0)  # NaN gradients reach class 1's latents only
+        return loss * scale
+
+    monkeypatch.setattr(ppa.PPAttack, "identity_loss", nan_for_class_1)
+    entry = run_one(_spec(), out=tmp_path, device="cpu", progress=False)
+    assert [f["class"] for f in entry["failed_classes"]] == [1]
+    assert "NaN" in entry["failed_classes"][0]["reason"]
+    ok = [m for m in entry["per_class"] if not m.get("failed")]
+    assert [m["class"] for m in ok] == [0, 2]
+    shutil.rmtree(tmp_path)
