@@ -23,7 +23,7 @@ def cache_dir() -> Path:
     return root
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def code_version(*parts: str) -> str:
     """`__version__` plus a hash of the source files under the given sub-paths of the package."""
     h = hashlib.sha256(__version__.encode())

@@ -187,6 +187,48 @@ def run_cmd(target: str | None, attack: str | None, prior: str | None, classes: 
         click.echo(suite.format_table([entry]))
 
 
+@cli.group()
+def leaderboard() -> None:
+    """Build the leaderboard table and web page; run the regression check."""
+
+
+@leaderboard.command("build")
+@click.option("--from", "runs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Also import the entries of the run folders under this folder (repeatable), e.g. --from runs.")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboard"),
+              show_default=True, help="Leaderboard folder (entries/, leaderboard.csv, site/).")
+def leaderboard_build(runs: tuple[Path, ...], root: Path) -> None:
+    """Validate every entry in ROOT/entries (plus imported runs) and write ROOT/leaderboard.csv and
+    ROOT/site/index.html — a static page (open it from disk): sortable, filterable table,
+    attack × defense matrix, privacy–utility plot, reconstructions and full configs."""
+    from mibench.leaderboard.build import build
+
+    res = build(root, list(runs))
+    click.echo(f"{res['entries']} entries ({res['imported']} imported) → {res['csv']} and {res['page']}")
+
+
+@leaderboard.command("check")
+@click.option("--suite", "suite_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("leaderboard") / "regression.yaml", show_default=True, help="Regression suite file.")
+@click.option("--entries", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("leaderboard") / "entries", show_default=True, help="Baseline entries.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs") / "regression",
+              show_default=True, help="Where the re-runs are written.")
+@click.option("--device", default="auto", show_default=True)
+def leaderboard_check(suite_file: Path, entries: Path, out: Path, device: str) -> None:
+    """Re-run the regression suite and fail when an attack accuracy leaves the tolerance band around
+    the committed baseline entry of the same configuration. Prints a diff table."""
+    from mibench.leaderboard.check import load_suite, run_check
+
+    rows = run_check(load_suite(suite_file), entries_dir=entries, out=out, device=device)
+    click.echo(_table([r.as_dict() for r in rows], ["run", "metric", "baseline", "now", "delta", "tolerance", "status"]))
+    failed = [r for r in rows if not r.ok]
+    if failed:
+        click.echo(f"regression check FAILED: {len(failed)} of {len(rows)} values left the tolerance band", err=True)
+        sys.exit(1)
+    click.echo(f"regression check passed ({len(rows)} values within tolerance)")
+
+
 def _parse_overrides(items: tuple[str, ...]) -> dict:
     import yaml
 

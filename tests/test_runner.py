@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_zoo import TINY_IFGMI, TINY_PPA, write_tiny_cards
 
 from mibench.errors import MIBenchError, RegistryError
 from mibench.runner import RunSpec, class_stem, parse_classes, resolve, run_one
-from tiny_zoo import TINY_IFGMI, TINY_PPA, write_tiny_cards
 
 
 @pytest.fixture(scope="module")

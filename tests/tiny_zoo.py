@@ -20,13 +20,17 @@ def write_tiny_cards(root: Path, defenses: tuple[str, ...] = ("none",)) -> Path:
     """Write target / evaluator / prior cards under `root`; returns root."""
     (root / "targets").mkdir(parents=True, exist_ok=True)
     (root / "generators").mkdir(parents=True, exist_ok=True)
-    recipe = {"epochs": 2, "batch_size": 16, "lr": 0.05, "augment": {"crop_scale": [0.9, 1.0]}, "seed": 0}
+    recipe = {"epochs": 3, "batch_size": 16, "lr": 0.05, "augment": {"crop_scale": [0.9, 1.0]}, "seed": 0}
     for d in defenses:
         name = "tiny-target" if d == "none" else f"tiny-target-{d}"
         (root / "targets" / f"{name}.yaml").write_text(_yaml({
             "description": "tiny test target", "architecture": "compact_resnet",
             "arch_params": {"width": 8, "depths": [1, 1, 1]}, "dataset": DATA, "num_classes": 6,
             "input_size": 16, "evaluator": "tiny-eval", "defense": {"card": d}, "train": recipe}))
+    # A target judged by itself: attack accuracy is then what the target believes, a large and
+    # stable signal for tests of the regression check.
+    (root / "targets" / "tiny-self.yaml").write_text(_yaml({
+        "extends": "tiny-target", "description": "tiny target that is its own evaluator", "evaluator": "tiny-self"}))
     (root / "targets" / "tiny-eval.yaml").write_text(_yaml({
         "description": "tiny test evaluator", "role": "evaluator", "architecture": "compact_resnet",
         "arch_params": {"width": 8, "depths": [1, 1, 1]}, "dataset": DATA, "num_classes": 6, "input_size": 16,

@@ -1,0 +1,52 @@
+"""The leaderboard table: entries flattened into one pandas row each, written as CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mibench.fileio import atomic_write_text
+
+COLUMNS = ["entry_id", "dataset", "target", "architecture", "defense", "defense_params", "attack", "access",
+           "prior", "evaluator", "evaluator_acc", "natural_acc", "acc@1", "acc@5", "knn_dist", "facenet_dist",
+           "fid", "fid_eval", "precision", "recall", "density", "coverage", "queries", "wall_time_s",
+           "classes", "seed", "device", "created"]
+
+
+def entry_row(entry: dict[str, Any]) -> dict[str, Any]:
+    """One flat row of an entry."""
+    m, t = entry["metrics"], entry["target"]
+    params = t["defense"].get("params") or {}
+    return {
+        "entry_id": entry["entry_id"], "dataset": entry["dataset"], "target": t["name"],
+        "architecture": t["architecture"], "defense": t["defense"]["card"],
+        "defense_params": ", ".join(f"{k}={v}" for k, v in sorted(params.items())),
+        "attack": entry["attack"]["name"], "access": entry["attack"]["access"],
+        "prior": (entry.get("prior") or {}).get("name", ""), "evaluator": entry["evaluator"]["name"],
+        "evaluator_acc": entry["evaluator"].get("accuracy"), "natural_acc": t.get("natural_accuracy"),
+        **{k: m.get(k) for k in ("acc@1", "acc@5", "knn_dist", "facenet_dist", "fid", "fid_eval", "precision",
+                                 "recall", "density", "coverage")},
+        "queries": entry["queries"]["total"], "wall_time_s": entry["wall_time_s"],
+        "classes": len(entry["classes"]), "seed": entry["seed"],
+        "device": entry["environment"].get("device"), "created": entry["created"],
+    }
+
+
+def to_frame(entries: list[dict[str, Any]]) -> pd.DataFrame:
+    """All entries as a DataFrame (fixed column order), sorted by dataset, target, attack."""
+    df = pd.DataFrame([entry_row(e) for e in entries], columns=COLUMNS)
+    return df.sort_values(["dataset", "target", "attack", "entry_id"], kind="stable").reset_index(drop=True)
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> Path:
+    """Write the table atomically."""
+    atomic_write_text(path, df.to_csv(index=False, float_format="%.6g"))
+    return path
+
+
+def matrix(df: pd.DataFrame, dataset: str, value: str = "acc@1") -> pd.DataFrame:
+    """Defense × attack table of `value` for one dataset (mean when several entries share a cell)."""
+    sub = df[df["dataset"] == dataset]
+    return sub.pivot_table(index="defense", columns="attack", values=value, aggfunc="mean")

@@ -1,0 +1,96 @@
+"""Leaderboard: entry validation, collection, CSV, page rendering (escaping), regression check."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from entry_factory import make_entry, write_entries
+from tiny_zoo import TINY_PPA, write_tiny_cards
+
+from mibench.errors import MIBenchError
+from mibench.leaderboard.build import build
+from mibench.leaderboard.check import CheckRow, RegressionRun, RegressionSuite, run_check
+from mibench.leaderboard.entries import collect, load_entry
+from mibench.runner import run_one
+
+
+def _board(tmp_path, entries):
+    write_entries(tmp_path / "lb" / "entries", entries)
+    return build(tmp_path / "lb")
+
+
+def test_build_writes_csv_and_page(tmp_path):
+    res = _board(tmp_path, [make_entry("a", acc1=0.7), make_entry("b", defense="nls", acc1=0.2, natural=0.88),
+                            make_entry("c", attack="lokt", acc1=0.4)])
+    df = pd.read_csv(res["csv"])
+    assert len(df) == 3 and set(df["defense"]) == {"none", "nls"}
+    assert df.loc[df.entry_id == "b", "acc@1"].item() == pytest.approx(0.2)
+    html = res["page"].read_text()
+    assert html.count('class="entry"') == 3 and "<svg" in html and html.count('class="point"') == 3
+    assert (tmp_path / "lb" / "site" / "assets" / "a.png").is_file()
+
+
+def test_strings_from_entries_are_escaped(tmp_path):
+    evil = '<script>alert("x")</script>'
+    res = _board(tmp_path, [make_entry("evil", target=evil)])
+    html = res["page"].read_text()
+    assert evil not in html and "&lt;script&gt;alert(" in html
+
+
+def test_newest_entry_wins_for_one_id(tmp_path):
+    write_entries(tmp_path / "e", [make_entry("x", acc1=0.1, created="2026-01-01T00:00:00Z")])
+    (tmp_path / "e" / "x-copy.json").write_text(json.dumps(make_entry("x", acc1=0.9, created="2026-02-01T00:00:00Z")))
+    [(entry, _)] = collect(tmp_path / "e")
+    assert entry["metrics"]["acc@1"] == 0.9
+
+
+def test_invalid_entry_names_file_and_field_and_writes_nothing(tmp_path):
+    bad = make_entry("bad")
+    bad["metrics"]["acc@1"] = 1.7
+    write_entries(tmp_path / "lb" / "entries", [make_entry("good"), bad])
+    with pytest.raises(MIBenchError) as err:
+        build(tmp_path / "lb")
+    assert "bad.json" in str(err.value) and "metrics.acc@1" in str(err.value)
+    assert not (tmp_path / "lb" / "leaderboard.csv").exists()
+    (tmp_path / "lb" / "entries" / "bad.json").write_text("{not json")
+    with pytest.raises(MIBenchError, match="not valid JSON"):
+        load_entry(tmp_path / "lb" / "entries" / "bad.json")
+
+
+def test_check_row_tolerance():
+    assert CheckRow("r", "acc@1", 0.5, 0.58, 0.1).ok
+    assert not CheckRow("r", "acc@1", 0.5, 0.38, 0.1).ok
+    assert not CheckRow("r", "acc@1", None, 0.5, 0.1).ok
+
+
+@pytest.mark.slow
+def test_regression_check_catches_a_broken_attack(tmp_path, monkeypatch):
+    """Baselines from a normal run pass; the same run with the loss sign flipped fails."""
+    cards = write_tiny_cards(tmp_path / "cards")
+    monkeypatch.setenv("MIBENCH_CARDS", str(cards))
+    over = {**TINY_PPA, "steps": 30, "lr": 0.1, "num_candidates": 8, "num_final": 4}
+    suite = RegressionSuite(runs=[RegressionRun("tiny-self", "ppa", "tiny-prior", over)], classes="0-5",
+                            tolerance={"acc@1": 0.1, "acc@5": 0.1})
+    base = run_one(suite.specs()[0], out=tmp_path / "runs", device="cpu", progress=False)
+    build(tmp_path / "lb", [tmp_path / "runs"])
+    rows = run_check(suite, entries_dir=tmp_path / "lb" / "entries", out=tmp_path / "re", device="cpu",
+                     progress=False)
+    assert all(r.ok for r in rows)
+    assert base["metrics"]["acc@1"] >= 0.5  # the attack works: there is room to regress
+
+    import mibench.attacks.ppa as ppa
+
+    real = ppa.PPAttack.identity_loss
+    monkeypatch.setattr(ppa.PPAttack, "identity_loss", lambda self, *a, **k: -real(self, *a, **k))
+    rows = run_check(suite, entries_dir=tmp_path / "lb" / "entries", out=tmp_path / "broken", device="cpu",
+                     progress=False)
+    assert not all(r.ok for r in rows)
+
+
+def test_check_without_baseline_says_how_to_make_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIBENCH_CARDS", str(write_tiny_cards(tmp_path / "cards")))
+    suite = RegressionSuite(runs=[RegressionRun("tiny-target", "ppa", "tiny-prior", TINY_PPA)], classes="0-1")
+    with pytest.raises(MIBenchError, match="no baseline entry"):
+        run_check(suite, entries_dir=tmp_path / "none", out=tmp_path / "re", device="cpu", progress=False)
