@@ -1,0 +1,576 @@
+"""LOKT (Nguyen et al., NeurIPS 2023) — label-only model inversion by knowledge transfer.
+
+The target is reached only through a `LabelOnly` access object (argmax labels, every image counted):
+
+1. T-ACGAN (`mibench.generators.tacgan`): a conditional GAN trained on public data whose auxiliary
+   classifier learns the target's hard labels on fresh fakes. The unconditional warm-up does not
+   query the target and is cached for all targets; queries of the target-labelled phase are
+   counted as phase "gan-training" (steps × n_dis × batch).
+2. Surrogate data: `samples_per_class` images G(z, y) per class, labelled by the target's hard
+   labels (phase "surrogate-data"); `holdout_per_class` of them per class are held out.
+3. Surrogates: an ensemble of classifiers (paper: DenseNet-121/161/169) trained on that data with
+   augmentation; each one's accuracy on the held-out generated images is reported.
+4. Attack: white-box generative inversion of the surrogate ensemble (PLG-MI style) — per class,
+   `num_candidates` latents z of G(z, class) optimised with Adam (lr 0.1) on the max-margin loss
+   averaged over surrogates and random-resized-crop views; the `num_final` candidates with the
+   highest mean surrogate confidence are kept. The attack phase makes no target queries.
+
+Resume: `prepare` persists the T-ACGAN, the surrogate labels and the surrogates (with the queries
+they cost) under `<run dir>/lokt/`; a second `prepare` in the same run folder loads them and
+credits the queries to the access object instead of querying again.
+
+Batching invariance: the generator runs in eval mode (standing batch-norm statistics), every
+network call sees a fixed batch size (padded), and all per-sample randomness (latents, crops) is
+keyed by (seed, class, candidate, step), so a class gives the same images alone or with others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from mibench.attacks import rng
+from mibench.attacks.base import AttackContext, GenerativeAttack, map_fixed_batches, pad_rows, padded_chunks
+from mibench.attacks.losses import LOSSES
+from mibench.attacks.transforms import View, random_resized_crop, to_unit
+from mibench.cards import Augment, TrainRecipe
+from mibench.errors import AttackError
+from mibench.fileio import atomic_write_bytes, atomic_write_json
+from mibench.generators.tacgan import (
+    TACGANArch,
+    TACGANDiscriminator,
+    TACGANGenerator,
+    TACGANRecipe,
+    build_models,
+    images_digest,
+    train_tacgan,
+)
+from mibench.registry import ATTACKS
+from mibench.seeding import derive_seed
+
+log = logging.getLogger(__name__)
+
+PHASE_GAN = "gan-training"
+PHASE_DATA = "surrogate-data"
+
+
+@dataclass
+class SurrogateSpec:
+    """One surrogate classifier: a registered architecture and its parameters."""
+
+    architecture: str
+    arch_params: dict[str, Any] = field(default_factory=dict)
+
+
+def _densenets() -> list[SurrogateSpec]:
+    return [SurrogateSpec("densenet121"), SurrogateSpec("densenet161"), SurrogateSpec("densenet169")]
+
+
+@dataclass
+class LOKTConfig:
+    """LOKT settings; defaults are the paper's CelebA setting (64 px T-ACGAN, DenseNet surrogates)."""
+
+    # --- T-ACGAN (published code: 1000 warm-up + 19000 target-labelled generator steps for CelebA/FFHQ)
+    gan_resolution: int = 64
+    gan_z_dim: int = 128
+    gan_g_width: int = 64
+    gan_d_width: int = 64
+    gan_upsample: Literal["nearest", "bilinear"] = "nearest"
+    gan_warmup_steps: int = 1000
+    gan_steps: int = 19000
+    gan_batch_size: int = 128
+    gan_n_dis: int = 5
+    gan_lr: float = 2e-4
+    gan_betas: tuple[float, float] = (0.0, 0.9)
+    gan_alpha: float = 1.5
+    gan_d_cls_weight: float = 1.0
+    gan_calibration_batches: int = 20
+    # --- surrogate data and surrogates
+    samples_per_class: int = 500  # target queries per class for the surrogate data (incl. held-out)
+    holdout_per_class: int = 50  # of those, held out to measure each surrogate's accuracy
+    surrogates: list[SurrogateSpec] = field(default_factory=_densenets)
+    surrogate_input_size: int = 64
+    surrogate_epochs: int = 13  # ≈ the published 200 × 30 000 generated images at 1000 classes
+    surrogate_batch_size: int = 256
+    surrogate_optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    surrogate_lr: float = 0.1
+    surrogate_weight_decay: float = 5e-4
+    surrogate_augment: Augment = field(default_factory=lambda: Augment(
+        crop_scale=(0.8, 1.0), crop_ratio=(1.0, 1.0), flip=True, color_jitter=0.2))
+    generation_batch_size: int = 250  # images per generator / labelling call when making the data
+    # --- attack on the surrogates
+    num_candidates: int = 5  # published code: 5 random seeds per class
+    num_final: int = 5
+    steps: int = 600
+    lr: float = 0.1
+    loss: Literal["max_margin", "ce", "poincare"] = "max_margin"
+    aug_views: int = 2  # random views per surrogate and step (published code: 2)
+    aug_scale: tuple[float, float] = (0.8, 1.0)
+    aug_ratio: tuple[float, float] = (1.0, 1.0)
+    aug_flip: bool = True
+    batch_size: int = 60  # candidates optimised together (samples are independent)
+    final_views: int = 10
+    final_scale: tuple[float, float] = (0.8, 1.0)
+    final_ratio: tuple[float, float] = (1.0, 1.0)
+    final_flip: bool = True
+    selection_batch_size: int = 250
+
+    def validate(self) -> None:
+        if not 0 <= self.holdout_per_class < self.samples_per_class:
+            raise ValueError("holdout_per_class: must be ≥ 0 and below samples_per_class")
+        if not self.surrogates:
+            raise ValueError("surrogates: needs at least one surrogate")
+        if self.num_final > self.num_candidates:
+            raise ValueError("num_final: cannot exceed num_candidates")
+        if self.steps < 0 or self.aug_views < 1:
+            raise ValueError("steps: steps must be ≥ 0 and aug_views ≥ 1")
+        if min(self.batch_size, self.selection_batch_size, self.generation_batch_size) < 1:
+            raise ValueError("batch_size: batch sizes must be positive")
+
+    def gan_arch(self) -> TACGANArch:
+        """The T-ACGAN architecture."""
+        arch = TACGANArch(resolution=self.gan_resolution, z_dim=self.gan_z_dim, g_width=self.gan_g_width,
+                          d_width=self.gan_d_width, upsample=self.gan_upsample)
+        arch.validate()
+        return arch
+
+    def gan_recipe(self) -> TACGANRecipe:
+        """The T-ACGAN training schedule."""
+        recipe = TACGANRecipe(warmup_steps=self.gan_warmup_steps, steps=self.gan_steps,
+                              batch_size=self.gan_batch_size, n_dis=self.gan_n_dis, lr_g=self.gan_lr,
+                              lr_d=self.gan_lr, betas=self.gan_betas, alpha=self.gan_alpha,
+                              d_cls_weight=self.gan_d_cls_weight,
+                              calibration_batches=self.gan_calibration_batches)
+        recipe.validate()
+        return recipe
+
+    def surrogate_recipe(self, seed: int) -> TrainRecipe:
+        """How each surrogate is trained (seeded per surrogate)."""
+        return TrainRecipe(epochs=self.surrogate_epochs, batch_size=self.surrogate_batch_size,
+                           optimizer=self.surrogate_optimizer, lr=self.surrogate_lr,
+                           weight_decay=self.surrogate_weight_decay, schedule="cosine",
+                           augment=self.surrogate_augment, seed=seed)
+
+
+_SYNTH_SURROGATES = [
+    {"architecture": "compact_resnet", "arch_params": {"width": 24, "depths": [1, 1, 1]}},
+    {"architecture": "compact_resnet", "arch_params": {"width": 16, "depths": [1, 2, 1]}},
+    {"architecture": "compact_resnet", "arch_params": {"width": 32, "depths": [1, 1]}},
+]
+
+LOKT_PRESETS: dict[str, dict[str, Any]] = {
+    "celeba": {},
+    # Published code: 3000 warm-up steps for FaceScrub public data.
+    "facescrub": {"gan_warmup_steps": 3000, "surrogate_epochs": 25},
+    # Embedded default (32 px synthfaces, CPU minutes): a narrow 32 px T-ACGAN; the warm-up (shared by
+    # all targets) is longer than the target-labelled phase, which costs 100 × 2 × 64 ≈ 13 k queries.
+    "synthfaces": {
+        "gan_resolution": 32, "gan_g_width": 16, "gan_d_width": 16,
+        "gan_warmup_steps": 600, "gan_steps": 100, "gan_batch_size": 64, "gan_n_dis": 2,
+        "samples_per_class": 100, "holdout_per_class": 10, "surrogates": _SYNTH_SURROGATES,
+        "surrogate_input_size": 32, "surrogate_epochs": 6, "surrogate_batch_size": 64,
+        "surrogate_lr": 0.1, "num_candidates": 8, "num_final": 4, "steps": 60, "batch_size": 80,
+        "final_views": 8, "generation_batch_size": 500, "selection_batch_size": 160},
+}
+
+
+class SurrogateEnsemble(nn.Module):
+    """Images (N, 3, H, W) in [0, 1] → logits (N, K) averaged over the surrogate classifiers."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.stack([m(x).float() for m in self.members]).mean(0)
+
+
+class LOKTAttack(GenerativeAttack):
+    """Label-only attack: T-ACGAN → target-labelled surrogate data → surrogate ensemble → PLG-MI-style
+    inversion of the surrogates with the T-ACGAN generator."""
+
+    name = "lokt"
+    access_level = "label-only"
+    needs_prior = False
+    config_cls = LOKTConfig
+    presets = LOKT_PRESETS
+
+    def __init__(self, config: LOKTConfig):
+        super().__init__(config)
+        self.G: TACGANGenerator | None = None
+        self.D: TACGANDiscriminator | None = None
+        self.surrogates: list[nn.Module] = []
+        self.loss_fn = LOSSES.get(config.loss)
+        self._info: dict[str, Any] = {}
+
+    @property
+    def num_candidates(self) -> int:
+        return self.config.num_candidates
+
+    @property
+    def num_final(self) -> int:
+        return self.config.num_final
+
+    # ------------------------------------------------------------------------------------ prepare
+    def prepare(self, ctx: AttackContext) -> None:
+        """Train (or load from the run folder) the T-ACGAN, the surrogate data labels and the surrogates."""
+        access = ctx.access
+        if getattr(access, "level", None) != "label-only":
+            raise AttackError(f"LOKT expects label-only access, got '{getattr(access, 'level', '?')}'")
+        store = _Store(ctx.extras.get("run_dir"), self._stage_keys(ctx))
+        info: dict[str, Any] = {"resumed": {}}
+        num_classes = access.num_classes
+        arch, recipe = self.config.gan_arch(), self.config.gan_recipe()
+
+        # 1. T-ACGAN
+        loaded = store.load_gan(arch, num_classes, ctx.device)
+        if loaded is not None:
+            self.G, self.D, gan_summary = loaded
+            access.credit({PHASE_GAN: gan_summary["queries"]})
+            info["resumed"]["tacgan"] = True
+        else:
+            real = self._public_images(ctx)
+            view = View(size=access.input_size)
+            access.set_phase(PHASE_GAN)
+            try:
+                result = train_tacgan(real, lambda x: access.labels(view(x)).cpu(), num_classes, arch, recipe,
+                                      seed=derive_seed(ctx.seed, "lokt", "tacgan") & 0x7FFFFFFF,
+                                      device=ctx.device, progress=ctx.progress)
+            finally:
+                access.set_phase("prepare")
+            self.G, self.D, gan_summary = result.G, result.D, result.summary
+            store.save_gan(self.G, self.D, gan_summary)
+        info["tacgan"] = _brief_gan(gan_summary)
+
+        # 2. surrogate data
+        images, y_gen = self._generate(ctx)
+        labels = store.load_labels(images)
+        if labels is not None:
+            access.credit({PHASE_DATA: int(labels.numel())})
+            info["resumed"]["surrogate_data"] = True
+        else:
+            labels = self._label(ctx, images)
+            store.save_labels(labels, images)
+        holdout = self._holdout_mask(num_classes)
+        info["surrogate_data"] = {
+            "images": int(labels.numel()), "train": int((~holdout).sum()), "held_out": int(holdout.sum()),
+            "queries": int(labels.numel()), "label_agrees_with_condition": round(float((labels == y_gen).float().mean()), 4),
+            "classes_present": int(torch.unique(labels).numel())}
+
+        # 3. surrogates
+        self.surrogates, summaries = [], []
+        train_ds = _dataset(images[~holdout], labels[~holdout], num_classes, "train")
+        test_ds = _dataset(images[holdout], labels[holdout], num_classes, "held-out") if holdout.any() else None
+        for i, spec in enumerate(self.config.surrogates):
+            model, summary = store.load_surrogate(i, spec, ctx.device)
+            if model is None:
+                model, summary = self._train_surrogate(ctx, i, spec, train_ds, test_ds, num_classes)
+                store.save_surrogate(i, model, summary)
+            else:
+                info["resumed"].setdefault("surrogates", []).append(i)
+            self.surrogates.append(model.eval().requires_grad_(False))
+            summaries.append(summary)
+        info["surrogates"] = summaries
+        info["queries_by_phase"] = {k: int(v) for k, v in access.queries_by_phase.items() if k in (PHASE_GAN, PHASE_DATA)}
+        self._info = info
+        self.G.requires_grad_(False)
+
+    def _stage_keys(self, ctx: AttackContext) -> dict[str, str]:
+        """Keys of what each `prepare` stage computes (its settings + everything upstream + seed,
+        classes and code version); the attack-phase settings are not part of them."""
+        from mibench.cache import code_version
+
+        cfg = asdict(self.config)
+        gan = {k: v for k, v in cfg.items() if k.startswith("gan_")}
+        data = {**gan, "samples_per_class": cfg["samples_per_class"]}
+        surr = {**data, **{k: v for k, v in cfg.items() if k.startswith("surrogate") or k == "holdout_per_class"}}
+        common = {"seed": ctx.seed, "classes": ctx.access.num_classes, "input_size": ctx.access.input_size,
+                  "code": code_version("attacks/lokt.py", "generators/tacgan.py")}
+        out = {}
+        for stage, fields in (("tacgan", gan), ("labels", data), ("surrogates", surr)):
+            blob = json.dumps({**fields, **common}, sort_keys=True, default=str)
+            out[stage] = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return out
+
+    def _public_images(self, ctx: AttackContext) -> Tensor:
+        """The public (attacker-side) images as uint8 (N, 3, R, R) at the T-ACGAN resolution."""
+        make = ctx.extras.get("public_data")
+        if make is None:
+            raise AttackError("LOKT needs public data to train its T-ACGAN, but the run provides none",
+                              fix="pass ctx.extras['public_data'] (the runner does this from the target's dataset)")
+        ds = make() if callable(make) else make
+        x, _ = ds.load_tensors()
+        r = self.config.gan_resolution
+        if x.shape[-1] != r or x.shape[-2] != r:
+            from mibench.data.base import resize_images
+            from mibench.imaging import to_uint8
+
+            x = torch.cat([to_uint8(resize_images(x[i:i + 1000].float() / 255, r)) for i in range(0, len(x), 1000)])
+        return x
+
+    def _holdout_mask(self, num_classes: int) -> Tensor:
+        """(num_classes · samples_per_class,) True for the last `holdout_per_class` samples of each class."""
+        n, h = self.config.samples_per_class, self.config.holdout_per_class
+        return (torch.arange(n) >= n - h).repeat(num_classes)
+
+    @torch.no_grad()
+    def _generate(self, ctx: AttackContext) -> tuple[Tensor, Tensor]:
+        """Surrogate-data images uint8 (K·n, 3, R, R) and their conditioning classes, class-major.
+
+        Latents come from the counter RNG keyed by (class, index), so the data is the same however it
+        is batched, and can be regenerated exactly on resume from the saved generator."""
+        from mibench.imaging import to_uint8
+
+        cfg, K = self.config, ctx.access.num_classes
+        y = torch.arange(K).repeat_interleave(cfg.samples_per_class)
+        keys = y * cfg.samples_per_class + torch.arange(cfg.samples_per_class).repeat(K)
+        z = rng.normal_matrix(rng.stream_seed(ctx.seed, "lokt", "surrogate-data"), keys, cfg.gan_z_dim)
+        out = map_fixed_batches(lambda zz, yy, _n: to_uint8(to_unit(self.G(zz.to(ctx.device), yy.to(ctx.device)))).cpu(),
+                                cfg.generation_batch_size, z, y)
+        return out, y
+
+    def _label(self, ctx: AttackContext, images: Tensor) -> Tensor:
+        """Target hard labels of the surrogate-data images (one query per image)."""
+        access, bs = ctx.access, self.config.generation_batch_size
+        view = View(size=access.input_size)
+        access.set_phase(PHASE_DATA)
+        try:
+            out = [access.labels(view(images[a:b].to(ctx.device).float() / 255)).cpu()
+                   for a, b in padded_chunks(len(images), bs)]
+        finally:
+            access.set_phase("prepare")
+        return torch.cat(out).long()
+
+    def _train_surrogate(self, ctx: AttackContext, i: int, spec: SurrogateSpec, train_ds, test_ds,
+                         num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
+        from mibench.classifiers.architectures import build_classifier
+        from mibench.classifiers.train import train_classifier
+
+        seed = derive_seed(ctx.seed, "lokt", "surrogate", i) & 0x7FFFFFFF
+        model = build_classifier(spec.architecture, num_classes, self.config.surrogate_input_size,
+                                 spec.arch_params, seed=seed)
+        res = train_classifier(model, train_ds, test_ds, self.config.surrogate_recipe(seed), device=ctx.device,
+                               progress=ctx.progress, desc=f"LOKT surrogate {i + 1}/{len(self.config.surrogates)}")
+        summary = {"architecture": spec.architecture, "arch_params": dict(spec.arch_params),
+                   "heldout_accuracy": None if test_ds is None else round(res.natural_accuracy, 4),
+                   "final_train_accuracy": res.history[-1].get("train_acc") if res.history else None,
+                   "epochs": len(res.history), "seconds": round(res.seconds, 2)}
+        return res.model, summary
+
+    # ------------------------------------------------------------------------------------ public surface
+    def phase_info(self) -> dict[str, Any]:
+        """Queries by phase, T-ACGAN and surrogate training summaries, surrogate held-out accuracies."""
+        return dict(self._info)
+
+    def surrogate_ensemble(self) -> nn.Module:
+        """The trained surrogates as one module: images (N, 3, H, W) in [0, 1] → averaged logits (N, K)."""
+        if not self.surrogates:
+            raise AttackError("LOKT surrogates are not trained yet", fix="call prepare(ctx) first")
+        return SurrogateEnsemble(self.surrogates).eval()
+
+    # ------------------------------------------------------------------------------------ attack pipeline
+    def _ready(self, ctx: AttackContext) -> None:
+        if self.G is None or not self.surrogates:
+            self.prepare(ctx)
+
+    def synthesize(self, z: Tensor, y: Tensor) -> Tensor:
+        """Generator images (N, 3, R, R) in [0, 1] (unclamped range clipped) for latents z and classes y."""
+        return to_unit(self.G(z, y))
+
+    def initial_selection(self, ctx: AttackContext, classes: Tensor) -> Tensor:
+        """Random latents (len(classes) · num_candidates, z_dim), keyed by (seed, class, candidate)."""
+        self._ready(ctx)
+        from mibench.attacks.base import candidate_keys
+
+        keys = candidate_keys(classes, self.num_candidates)
+        return rng.normal_matrix(rng.stream_seed(ctx.seed, "lokt", "init"), keys, self.config.gan_z_dim).to(ctx.device)
+
+    def surrogate_loss(self, x: Tensor, targets: Tensor, keys: Tensor, step: int, seed: int) -> Tensor:
+        """Per-sample loss (N,): the identity loss averaged over surrogates and `aug_views` random views."""
+        cfg = self.config
+        total = torch.zeros(x.shape[0], device=x.device)
+        for v in range(cfg.aug_views):
+            xv = random_resized_crop(x, seed, keys, step * cfg.aug_views + v, cfg.aug_scale, cfg.aug_ratio,
+                                     cfg.aug_flip)
+            for s in self.surrogates:
+                total = total + self.loss_fn(s(xv), targets)
+        return total / (cfg.aug_views * len(self.surrogates))
+
+    def optimize(self, ctx: AttackContext, latents: Tensor, targets: Tensor,
+                 keys: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        """Adam on z of G(z, class) per candidate, in independent fixed-size batches."""
+        cfg = self.config
+        seed = rng.stream_seed(ctx.seed, "lokt", "optimize")
+        out, losses = [], []
+        bs = cfg.batch_size
+        bar = tqdm(total=cfg.steps * math.ceil(len(latents) / bs), desc="lokt optimise", disable=not ctx.progress,
+                   leave=False, unit="step")
+        for a, b in padded_chunks(len(latents), bs):
+            z = pad_rows(latents[a:b], bs).detach().clone().to(ctx.device).requires_grad_(True)
+            t, k = pad_rows(targets[a:b], bs).to(ctx.device), pad_rows(keys[a:b], bs)
+            opt = torch.optim.Adam([z], lr=cfg.lr)
+            loss = torch.full((bs,), float("nan"))
+            for step in range(cfg.steps):
+                opt.zero_grad(set_to_none=True)
+                loss = self.surrogate_loss(self.synthesize(z, t), t, k, step, seed)
+                loss.sum().backward()
+                opt.step()
+                bar.update(1)
+            out.append(z.detach()[: b - a])
+            losses.append(loss.detach().cpu()[: b - a])
+        bar.close()
+        return torch.cat(out), {"final_loss": torch.cat(losses)}
+
+    @torch.no_grad()
+    def final_selection(self, ctx: AttackContext, latents: Tensor, targets: Tensor, keys: Tensor,
+                        extra: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """Images at the output size and each candidate's mean surrogate confidence in its class over
+        `final_views` random views (no target queries)."""
+        cfg = self.config
+        seed = rng.stream_seed(ctx.seed, "lokt", "final-selection")
+        t_dev = targets.to(ctx.device)
+        images = map_fixed_batches(lambda z, y, _n: self.synthesize(z, y), cfg.selection_batch_size, latents, t_dev)
+        ensemble = self.surrogate_ensemble()
+
+        def confidence(imgs: Tensor, k: Tensor, t: Tensor, v: int, _n: int) -> Tensor:
+            x = random_resized_crop(imgs, seed, k, v, cfg.final_scale, cfg.final_ratio, cfg.final_flip)
+            p = torch.stack([torch.softmax(s(x).float(), 1) for s in ensemble.members]).mean(0)
+            return p.gather(1, t.view(-1, 1)).squeeze(1).cpu()
+
+        scores = torch.zeros(len(images))
+        views = max(cfg.final_views, 1)
+        for v in range(views):
+            scores += map_fixed_batches(lambda i, k, t, n, v=v: confidence(i, k, t, v, n), cfg.selection_batch_size,
+                                        images, keys, t_dev)
+        scores /= views
+        scores[~torch.isfinite(images.flatten(1).sum(1)).cpu()] = float("nan")
+        return View(size=ctx.output_size)(images).cpu(), scores
+
+
+def _brief_gan(summary: dict[str, Any]) -> dict[str, Any]:
+    """The T-ACGAN summary without per-step history (entries stay small)."""
+    warm, cond = summary.get("warmup", {}), summary.get("conditional", {})
+    last = (cond.get("history") or [{}])[-1]
+    return {"queries": summary.get("queries"),
+            "warmup": {"steps": warm.get("steps"), "seconds": warm.get("seconds"), "cached": warm.get("cached")},
+            "conditional": {"steps": cond.get("steps"), "seconds": cond.get("seconds"), "last": last},
+            "final_target_agreement": summary.get("final_target_agreement")}
+
+
+def _dataset(images: Tensor, labels: Tensor, num_classes: int, split: str):
+    from mibench.data.base import TensorImageDataset
+
+    return TensorImageDataset(images, labels, [f"c{i}" for i in range(num_classes)], name="lokt-generated", split=split)
+
+
+class _Store:
+    """What `prepare` persists in `<run dir>/lokt/` (atomic writes), keyed by the attack's state key.
+
+    A file written for another key (other settings or code) is ignored and overwritten."""
+
+    def __init__(self, run_dir: str | Path | None, keys: dict[str, str]):
+        self.root = None if run_dir is None else Path(run_dir) / "lokt"
+        self.keys = keys
+
+    def _meta(self, name: str, stage: str) -> dict[str, Any] | None:
+        if self.root is None:
+            return None
+        path = self.root / f"{name}.json"
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return meta if meta.get("key") == self.keys[stage] else None
+
+    def _tensors(self, name: str, meta: dict[str, Any]) -> dict[str, Tensor] | None:
+        from safetensors.torch import load_file
+
+        from mibench.fileio import sha256_file
+
+        path = self.root / f"{name}.safetensors"
+        try:
+            if sha256_file(path) != meta.get("sha256"):
+                return None
+            return load_file(str(path))
+        except Exception:  # damaged: recompute
+            return None
+
+    def _write(self, name: str, stage: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        if self.root is None:
+            return
+        from safetensors.torch import save
+
+        blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+        atomic_write_bytes(self.root / f"{name}.safetensors", blob)
+        atomic_write_json(self.root / f"{name}.json", {**meta, "key": self.keys[stage],
+                                                       "sha256": hashlib.sha256(blob).hexdigest()})
+
+    # --- T-ACGAN
+    def save_gan(self, G: TACGANGenerator, D: TACGANDiscriminator, summary: dict[str, Any]) -> None:
+        tensors = {**{f"G.{k}": v for k, v in G.state_dict().items()},
+                   **{f"D.{k}": v for k, v in D.state_dict().items()}}
+        self._write("tacgan", "tacgan", tensors, {"summary": summary, "queries": summary["queries"]})
+
+    def load_gan(self, arch: TACGANArch, num_classes: int, device: torch.device):
+        meta = self._meta("tacgan", "tacgan")
+        tensors = None if meta is None else self._tensors("tacgan", meta)
+        if tensors is None:
+            return None
+        G, D = build_models(num_classes, arch, 0, device)
+        G.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")})
+        D.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})
+        return G.eval(), D.eval(), meta["summary"]
+
+    # --- surrogate data labels
+    def save_labels(self, labels: Tensor, images: Tensor) -> None:
+        self._write("surrogate-labels", "labels", {"labels": labels}, {"queries": int(labels.numel()),
+                                                              "images_sha256": images_digest(images)})
+
+    def load_labels(self, images: Tensor) -> Tensor | None:
+        meta = self._meta("surrogate-labels", "labels")
+        tensors = None if meta is None else self._tensors("surrogate-labels", meta)
+        if tensors is None or tensors["labels"].numel() != len(images):
+            return None
+        if meta.get("images_sha256") != images_digest(images):
+            # The regenerated images differ from the labelled ones (e.g. another device's arithmetic):
+            # the labels still belong to the same latents, so they are kept, and the fact is logged.
+            log.warning("LOKT: regenerated surrogate images differ bitwise from the labelled ones; "
+                        "reusing the saved labels")
+        return tensors["labels"].long()
+
+    # --- surrogates
+    def save_surrogate(self, i: int, model: nn.Module, summary: dict[str, Any]) -> None:
+        if self.root is None:
+            return
+        from mibench.classifiers.checkpoint import save_classifier
+
+        save_classifier(model, self.root / f"surrogate-{i}", meta={"lokt_key": self.keys["surrogates"],
+                                                                      "lokt_summary": summary})
+
+    def load_surrogate(self, i: int, spec: SurrogateSpec, device: torch.device):
+        if self.root is None:
+            return None, None
+        from mibench.classifiers.checkpoint import load_classifier, read_meta
+
+        stem = self.root / f"surrogate-{i}"
+        try:
+            meta = read_meta(stem)
+            if meta.get("lokt_key") != self.keys["surrogates"] or meta.get("architecture") != spec.architecture:
+                return None, None
+            model, meta = load_classifier(stem, device=device)
+        except Exception:  # missing or damaged: retrain
+            return None, None
+        return model, meta["lokt_summary"]
+
+
+ATTACKS.register("lokt", description="LOKT (Nguyen et al., NeurIPS 2023): label-only; T-ACGAN + surrogate "
+                 "ensemble + PLG-MI-style inversion of the surrogates")(LOKTAttack)

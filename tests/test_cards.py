@@ -1,0 +1,105 @@
+"""Cards: validation into typed dataclasses, one clear error naming the file and field, `extends`."""
+
+from __future__ import annotations
+
+import pytest
+
+from mibench.cards import card_hash, expand_path, get_card, list_cards, load_card, resolve_defense
+from mibench.errors import CardError, RegistryError
+
+GOOD = """
+description: test
+architecture: compact_resnet
+dataset: {name: synthfaces32}
+num_classes: 100
+input_size: 32
+train: {epochs: 2}
+"""
+
+
+def _card(tmp_path, text, name="t", kind="targets"):
+    (tmp_path / kind).mkdir(exist_ok=True)
+    p = tmp_path / kind / f"{name}.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_good_card_loads_typed(tmp_path):
+    card = load_card(_card(tmp_path, GOOD), "target")
+    assert card.name == "t" and card.train.epochs == 2 and card.train.augment.flip is True
+    assert card.defense.card == "none" and card.path.endswith("t.yaml")
+
+
+@pytest.mark.parametrize("edit, field, message", [
+    (("num_classes: 100", "num_classes: many"), "num_classes", "expected an integer"),
+    (("input_size: 32", "input_sise: 32"), "input_sise", "did you mean 'input_size'"),
+    (("architecture: compact_resnet", "architecture: compact_resnt"), "architecture", "did you mean 'compact_resnet'"),
+    (("dataset: {name: synthfaces32}", "dataset: {name: synthface32}"), "dataset.name", "did you mean"),
+    (("train: {epochs: 2}", "train: {epochs: 0}"), "train.epochs", "at least 1"),
+    (("train: {epochs: 2}", "train: {epochs: 2, optimizer: rmsprop}"), "train.optimizer", "must be one of"),
+    (("train: {epochs: 2}", ""), "train", "training recipe"),
+    (("input_size: 32", ""), "input_size", "required field is missing"),
+])
+def test_bad_field_names_file_and_field(tmp_path, edit, field, message):
+    p = _card(tmp_path, GOOD.replace(*edit))
+    with pytest.raises(CardError) as err:
+        load_card(p, "target")
+    text = str(err.value)
+    assert str(p) in text and f"field '{field}'" in text and message in text
+    assert "\n" not in text  # one line
+
+
+def test_malformed_yaml_and_non_mapping(tmp_path):
+    with pytest.raises(CardError, match=r"not valid YAML at line \d+"):
+        load_card(_card(tmp_path, "a: [1, 2\nb: 3"), "target")
+    with pytest.raises(CardError, match="must be a YAML mapping"):
+        load_card(_card(tmp_path, "- just\n- a list"), "target")
+    with pytest.raises(CardError, match="card file not found"):
+        load_card(tmp_path / "targets" / "nope.yaml", "target")
+
+
+def test_name_must_match_file(tmp_path):
+    with pytest.raises(CardError, match="differs from the file name"):
+        load_card(_card(tmp_path, GOOD + "name: other\n"), "target")
+
+
+def test_extends_merges_and_detects_loops(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIBENCH_CARDS", str(tmp_path))
+    _card(tmp_path, GOOD, "base")
+    child = load_card(_card(tmp_path, "extends: base\ndefense: {card: nls}\ntrain: {epochs: 5}\n", "child"), "target")
+    assert child.defense.card == "nls" and child.train.epochs == 5 and child.num_classes == 100
+    assert child.name == "child"
+    _card(tmp_path, "extends: b2\n", "a2")
+    _card(tmp_path, "extends: a2\n", "b2")
+    with pytest.raises(CardError, match="loop"):
+        load_card(tmp_path / "targets" / "a2.yaml", "target")
+    with pytest.raises(CardError, match="did you mean 'base'"):
+        load_card(_card(tmp_path, "extends: bse\n", "c3"), "target")
+
+
+def test_shipped_cards_are_valid_and_found():
+    targets = {c.name for c in list_cards("target")}
+    assert {"synthfaces32-resnet", "synthfaces32-resnet-nls", "synthfaces32-evaluator", "facescrub-resnet152"} <= targets
+    assert {c.name for c in list_cards("generator")} >= {"synthfaces32-stylegan2", "ffhq-1024", "metfaces-1024"}
+    assert {c.name for c in list_cards("defense")} >= {"none", "nls", "label-smoothing", "tl-dmi", "bido", "mid"}
+    dcard, params = resolve_defense(get_card("target", "synthfaces32-resnet-nls"))
+    assert dcard.kind == "negative_label_smoothing" and params["alpha"] < 0
+
+
+def test_unknown_card_suggests(monkeypatch):
+    with pytest.raises(RegistryError, match="did you mean 'synthfaces32-resnet'"):
+        get_card("target", "synthfaces32-resnt")
+
+
+def test_card_hash_changes_with_content(tmp_path):
+    a = load_card(_card(tmp_path, GOOD, "a"), "target")
+    b = load_card(_card(tmp_path, GOOD.replace("epochs: 2", "epochs: 3"), "a2"), "target")
+    assert card_hash(a) != card_hash(b)
+    assert card_hash(a) == card_hash(load_card(tmp_path / "targets" / "a.yaml", "target"))
+
+
+def test_expand_path_defaults(monkeypatch):
+    monkeypatch.delenv("MIBENCH_WEIGHTS", raising=False)
+    assert str(expand_path("$MIBENCH_WEIGHTS/x.pkl")).endswith("mibench-weights/x.pkl")
+    monkeypatch.setenv("MIBENCH_WEIGHTS", "/w")
+    assert str(expand_path("${MIBENCH_WEIGHTS}/x.pkl")) == "/w/x.pkl"
