@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,12 +41,6 @@ class Dist:
         box = [obj]
         tdist.broadcast_object_list(box, src=0)
         return box[0]
-
-    def agree_run_dir(self, spec: Any, out: Path) -> Path:
-        """The run folder chosen by rank 0, on every rank."""
-        from mibench.runner import resolve
-
-        return Path(self.broadcast(str(Path(out) / resolve(spec).run_id()) if self.rank == 0 else None))
 
 
 def launched_by_torchrun() -> bool:

@@ -262,6 +262,8 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
         atomic_write_json(run_dir / CONFIG_FILE, config)
 
     todo = [c for c in run.classes if not class_done(run_dir, c)]
+    if dist is not None:
+        todo = dist.broadcast(todo)  # rank 0's view of the disk decides (ranks may not share one)
     mine = todo if dist is None else dist.shard(todo)
     done_before = len(run.classes) - len(todo)
     log.info("run %s: %d classes (%d already done), attack %s/%s on %s", run_dir.name, len(run.classes),

@@ -38,8 +38,6 @@ def run_single(spec: RunSpec, *, out: Path, device: str = "auto", resume: Path |
     if resume is not None and not spec.target:
         spec = spec_from_run_dir(resume)
     with distributed.context(device) as dist:
-        if dist is not None and resume is None:
-            resume = dist.agree_run_dir(spec, out)
         return run_one(spec, out=out, device=device, resume=resume, progress=progress and
                        (dist is None or dist.rank == 0), build=build, dist=dist)
 
