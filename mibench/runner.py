@@ -258,8 +258,6 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
     else:
         run_dir = Path(out) / run.run_id()
     is_main = dist is None or dist.rank == 0
-    if is_main:
-        atomic_write_json(run_dir / CONFIG_FILE, config)
 
     todo = [c for c in run.classes if not class_done(run_dir, c)]
     if dist is not None:
@@ -273,6 +271,8 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
     evaluator, evaluator_info = zoo.load_target(run.evaluator, dev, build=build, progress=progress)
     prior, prior_info = (zoo.load_prior(run.prior, dev, build=build, progress=progress) if run.prior
                          else (None, {}))
+    if is_main:  # only once everything loaded: a run that cannot start leaves no folder behind
+        atomic_write_json(run_dir / CONFIG_FILE, config)
     access_cls = ACCESS_LEVELS[run.attack.access_level]
     kwargs = {"budget": spec.query_budget} if run.attack.access_level == "label-only" else {}
     access = access_cls(target, run.target.num_classes, run.target.input_size, dev, **kwargs)
