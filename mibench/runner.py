@@ -271,6 +271,9 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
     evaluator, evaluator_info = zoo.load_target(run.evaluator, dev, build=build, progress=progress)
     prior, prior_info = (zoo.load_prior(run.prior, dev, build=build, progress=progress) if run.prior
                          else (None, {}))
+    if dev.type == "cuda":  # NHWC convolutions are faster on recent GPUs; results stay within tolerance
+        target = target.to(memory_format=torch.channels_last)
+        evaluator = evaluator.to(memory_format=torch.channels_last)
     if is_main:  # only once everything loaded: a run that cannot start leaves no folder behind
         atomic_write_json(run_dir / CONFIG_FILE, config)
     access_cls = ACCESS_LEVELS[run.attack.access_level]

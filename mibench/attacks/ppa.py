@@ -57,6 +57,7 @@ class PPAConfig:
     selection_batch_size: int = 100  # images per forward pass in candidate search / final selection
     noise_mode: Literal["const", "none"] = "const"
     clip: bool = False  # clamp images to the valid range during optimisation (paper: no)
+    autocast: Literal["none", "bf16"] = "none"  # bf16 autocast of generator + target forward (GPU speed-up)
 
     def validate(self) -> None:
         if self.num_candidates > self.search_space_size:
@@ -115,7 +116,8 @@ class PPAttack(GenerativeAttack):
         """Images (N, 3, R, R) from single w (N, w_dim) broadcast to all layers, mapped [−1, 1] → [0, 1]
         (clamped unless `clip` is False: PPA optimises on the unclamped image)."""
         ws = w.unsqueeze(1).expand(-1, ctx.prior.num_ws, -1)
-        img = ctx.prior.synthesize(ws, noise_mode=self.config.noise_mode)
+        with self.autocast(ctx):
+            img = ctx.prior.synthesize(ws, noise_mode=self.config.noise_mode).float()
         return to_unit(img) if clip else (img + 1) * 0.5
 
     def seed_for(self, ctx: AttackContext, stage: str) -> int:
@@ -164,7 +166,14 @@ class PPAttack(GenerativeAttack):
         cfg = self.config
         v = self.target_view(ctx)(x)
         v = random_resized_crop(v, seed, keys, step, cfg.aug_scale, cfg.aug_ratio, cfg.aug_flip)
-        return self.loss_fn(ctx.access.logits(v, count=n_real), targets)
+        with self.autocast(ctx):
+            logits = ctx.access.logits(v, count=n_real)
+        return self.loss_fn(logits.float(), targets)
+
+    def autocast(self, ctx: AttackContext):
+        """bf16 autocast around network forwards when configured (a no-op context otherwise)."""
+        enabled = self.config.autocast == "bf16"
+        return torch.autocast(device_type=ctx.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def optimize(self, ctx: AttackContext, latents: torch.Tensor, targets: torch.Tensor,
                  keys: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:

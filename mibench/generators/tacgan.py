@@ -247,6 +247,7 @@ class TACGANRecipe:
     d_cls_weight: float = 1.0  # weight of the discriminator's CE(D_cls(fake), ŷ)
     real_flip: bool = True  # random horizontal flips of real images
     calibration_batches: int = 20  # batches for the generator's standing batch-norm statistics
+    channels_last: bool = True  # NHWC convolutions: markedly faster on CPU (oneDNN) and recent GPUs
     log_every: int = 50
 
     def validate(self) -> None:
@@ -262,7 +263,7 @@ class TACGANRecipe:
         return (self.steps if num_steps is None else num_steps) * self.n_dis * self.batch_size
 
 
-WARMUP_FIELDS = ("warmup_steps", "batch_size", "n_dis", "lr_g", "lr_d", "betas", "real_flip")
+WARMUP_FIELDS = ("warmup_steps", "batch_size", "n_dis", "lr_g", "lr_d", "betas", "real_flip", "channels_last")
 
 
 def build_models(num_classes: int, arch: TACGANArch, seed: int,
@@ -376,8 +377,9 @@ def _train_phase(G: TACGANGenerator, D: TACGANDiscriminator, real: Tensor, recip
     opt_g = _adam(G.parameters(), recipe.lr_g, recipe.betas)
     opt_d = _adam(D.parameters(), recipe.lr_d, recipe.betas)
     bs = recipe.batch_size
-    G.train()
-    D.train()
+    fmt = torch.channels_last if recipe.channels_last else torch.contiguous_format
+    G.to(memory_format=fmt).train()
+    D.to(memory_format=fmt).train()
     history: list[dict[str, float]] = []
     sums: dict[str, float] = {}
     count = 0
@@ -387,7 +389,7 @@ def _train_phase(G: TACGANGenerator, D: TACGANDiscriminator, real: Tensor, recip
     for step in range(steps):
         for _ in range(recipe.n_dis):
             z, y = sampler.latents(bs)
-            x_real = sampler.real_batch(bs, device)
+            x_real = sampler.real_batch(bs, device).contiguous(memory_format=fmt)
             with torch.no_grad():
                 fake = G(z.to(device), y.to(device) if cond else None)
                 y_hat = labeler(((fake + 1) * 0.5).clamp(0, 1)).to(device) if cond else None
@@ -397,15 +399,15 @@ def _train_phase(G: TACGANGenerator, D: TACGANDiscriminator, real: Tensor, recip
             if cond:
                 d_cls = F.cross_entropy(logits[bs:], y_hat)
                 d_loss = d_loss + recipe.d_cls_weight * d_cls
-                sums["d_cls"] = sums.get("d_cls", 0.0) + float(d_cls)
+                sums["d_cls"] = sums.get("d_cls", 0.0) + float(d_cls.detach())
                 sums["target_agrees"] = sums.get("target_agrees", 0.0) + float((y_hat == y.to(device)).float().mean())
                 sums["d_cls_acc"] = sums.get("d_cls_acc", 0.0) + float((logits[bs:].argmax(1) == y_hat).float().mean())
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
-            sums["d_loss"] = sums.get("d_loss", 0.0) + float(d_loss)
-            sums["d_real"] = sums.get("d_real", 0.0) + float(rf[:bs].mean())
-            sums["d_fake"] = sums.get("d_fake", 0.0) + float(rf[bs:].mean())
+            sums["d_loss"] = sums.get("d_loss", 0.0) + float(d_loss.detach())
+            sums["d_real"] = sums.get("d_real", 0.0) + float(rf[:bs].detach().mean())
+            sums["d_fake"] = sums.get("d_fake", 0.0) + float(rf[bs:].detach().mean())
             count += 1
         z, y = sampler.latents(bs)
         y_dev = y.to(device)
@@ -415,11 +417,11 @@ def _train_phase(G: TACGANGenerator, D: TACGANDiscriminator, real: Tensor, recip
         if cond:
             g_cls = F.cross_entropy(logits, y_dev)
             g_loss = g_loss + recipe.alpha * g_cls
-            sums["g_cls"] = sums.get("g_cls", 0.0) + float(g_cls) * recipe.n_dis
+            sums["g_cls"] = sums.get("g_cls", 0.0) + float(g_cls.detach()) * recipe.n_dis
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
-        sums["g_loss"] = sums.get("g_loss", 0.0) + float(g_loss) * recipe.n_dis
+        sums["g_loss"] = sums.get("g_loss", 0.0) + float(g_loss.detach()) * recipe.n_dis
         if not all(math.isfinite(v) for v in sums.values()):
             raise FloatingPointError(f"T-ACGAN {phase} diverged at step {step + 1} (loss is not finite): "
                                      "lower the learning rates")
