@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 
 from mibench.errors import CheckpointError, MIBenchError
 from mibench.runner import RunSpec, class_stem, run_one
+
 from tiny_zoo import DATA, TINY_PPA, write_tiny_cards
 
 

@@ -9,17 +9,18 @@ import pickletools
 
 import pytest
 import torch
+
+from mibench.errors import CheckpointError
+from mibench.generators.discriminator import Discriminator
+from mibench.generators.io import load_generator, read_official_pickle, save_generator
+from mibench.generators.stylegan2 import Generator
+
 from official_pickle_helper import (
     marker_source,
     official_modules,
     official_pickle_bytes,
     write_official_pickle,
 )
-
-from mibench.errors import CheckpointError
-from mibench.generators.discriminator import Discriminator
-from mibench.generators.io import load_generator, read_official_pickle, save_generator
-from mibench.generators.stylegan2 import Generator
 
 # Official-shaped constructor args (as train.py / legacy.py write them), scaled down.
 OFFICIAL_KWARGS = dict(z_dim=32, c_dim=0, w_dim=32, img_resolution=16, img_channels=3,

@@ -7,10 +7,11 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_zoo import TINY_IFGMI, TINY_PPA, write_tiny_cards
 
 from mibench.errors import MIBenchError, RegistryError
 from mibench.runner import RunSpec, class_stem, parse_classes, resolve, run_one
+
+from tiny_zoo import TINY_IFGMI, TINY_PPA, write_tiny_cards
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from entry_factory import make_entry, write_entries
 
 from mibench.leaderboard.build import build
+
+from entry_factory import make_entry, write_entries
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
