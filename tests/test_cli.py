@@ -66,3 +66,23 @@ def test_errors_are_one_line_and_nonzero(tmp_path, args, message):
 def test_help_is_readable():
     out = mibench("run", "--help").stdout
     assert "DEFAULT SUITE" in out and "--resume" in out
+
+
+def test_zoo_build_list_and_preview_on_a_tiny_zoo(tmp_path):
+    import os
+
+    from tiny_zoo import write_tiny_cards
+
+    env = {**os.environ, "MIBENCH_CARDS": str(write_tiny_cards(tmp_path / "cards")),
+           "MIBENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    out = mibench("zoo", "build", "tiny-target", "tiny-eval", "tiny-prior", "--device", "cpu", "--jobs", "2", env=env).stdout
+    rows = {line.split()[0]: line for line in out.splitlines()[2:] if line.startswith("tiny-")}
+    assert set(rows) == {"tiny-target", "tiny-eval", "tiny-prior"}
+    assert "built" in rows["tiny-target"] and "%" in rows["tiny-target"]
+    again = mibench("zoo", "build", "tiny-target", "--device", "cpu", env=env).stdout
+    assert "built" in again  # cached: nothing retrained
+    listed = mibench("list", "targets", env=env).stdout
+    assert next(x for x in listed.splitlines() if x.startswith("tiny-target ")).rstrip().endswith("built")
+    png = tmp_path / "samples.png"
+    mibench("zoo", "preview", "tiny-prior", "--out", str(png), "--rows", "2", "--cols", "3", "--device", "cpu", env=env)
+    assert Image.open(png).size[0] > Image.open(png).size[1]
