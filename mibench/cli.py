@@ -163,7 +163,7 @@ def run_cmd(target: str | None, attack: str | None, prior: str | None, classes: 
     \b
     Without --target/--attack: the DEFAULT SUITE on the embedded synthfaces setting — every
     synthfaces target × every attack, on classes 0-9 — building the zoo first when missing, then a
-    results table. With --target and --attack: one run, written to OUT/<run-id>/ (images, latents,
+    results table (--attack ppa,ifgmi without --target: the suite with those attacks only). With --target and --attack: one run, written to OUT/<run-id>/ (images, latents,
     per-class CSV, reconstruction grid, entry.json). Shard one run over processes with
     `torchrun --nproc-per-node N -m mibench run …`.
     """
@@ -172,12 +172,13 @@ def run_cmd(target: str | None, attack: str | None, prior: str | None, classes: 
 
     over = _parse_overrides(overrides)
     cls = parse_classes(classes)
-    if (target is None) != (attack is None) and resume is None:
-        if target is None:
-            raise click.UsageError("--attack needs --target (or omit both for the default suite)")
+    if target is not None and attack is None and resume is None:
+        raise click.UsageError("--target needs --attack (or omit both for the default suite)")
     if target is None and resume is None:
-        entries = suite.run_suite(attacks=[attack] if attack else None, classes=cls, seed=seed, device=device,
-                                  out=out, build=not no_build)
+        # --attack without --target: the default suite restricted to those attacks (comma-separated)
+        attacks = [a.strip() for a in attack.split(",") if a.strip()] if attack else None
+        entries = suite.run_suite(attacks=attacks, classes=cls, seed=seed, device=device, out=out,
+                                  build=not no_build)
         click.echo(suite.format_table(entries))
         return
     spec = RunSpec(target=target or "", attack=attack or "", prior=prior, classes=cls, seed=seed, preset=preset,

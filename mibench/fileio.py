@@ -74,3 +74,19 @@ def verify_sha256(path: str | Path, expected: str | None, *, what: str = "file")
             f"{what} sha256 mismatch: expected {expected.lower()}, got {actual}", path=path,
             fix="the file is corrupt or a different release; replace it with the file the card describes "
                 "or update the card's sha256 if you deliberately use another file")
+
+
+@contextmanager
+def file_lock(path: str | Path):
+    """Hold an exclusive advisory lock on `path` (created if missing): processes that would compute the
+    same cache entry take turns, so the second one finds the first one's result instead of redoing it."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -14,7 +14,6 @@ others, so an interrupted run ends with the same entry as an uninterrupted one.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import logging
@@ -297,7 +296,8 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
         access.set_phase("prepare")
         run.attack.prepare(ctx)
         timing["prepare"] = time.time() - t0
-        _save_prepare_record(run_dir, run, access, timing["prepare"], is_main)
+        agreement = surrogate_agreement(run, target, dev) if is_main else None
+        _save_prepare_record(run_dir, run, access, timing["prepare"], is_main, agreement)
         groups = [mine[i:i + _group_size(run)] for i in range(0, len(mine), _group_size(run))]
         from tqdm import tqdm
 
@@ -344,12 +344,47 @@ def _running_acc(run_dir: Path, classes: list[int]) -> str:
     return f"{100 * sum(accs) / max(len(accs), 1):.0f}%"
 
 
-def _save_prepare_record(run_dir: Path, run: ResolvedRun, access, seconds: float, is_main: bool) -> None:
+def _save_prepare_record(run_dir: Path, run: ResolvedRun, access, seconds: float, is_main: bool,
+                         agreement: dict[str, Any] | None = None) -> None:
     if is_main:
+        info = run.attack.phase_info()
+        if agreement is not None:
+            info["surrogate_agreement"] = agreement
         atomic_write_json(run_dir / "prepare.json", {"queries": access.queries,
                                                      "queries_by_phase": dict(access.queries_by_phase),
-                                                     "seconds": round(seconds, 3),
-                                                     "attack_info": run.attack.phase_info()})
+                                                     "seconds": round(seconds, 3), "attack_info": info})
+
+
+@torch.no_grad()
+def surrogate_agreement(run: ResolvedRun, target: torch.nn.Module, dev: torch.device,
+                        batch_size: int = 250) -> dict[str, Any] | None:
+    """How well an attack's surrogates mimic the target: the fraction of private-test images on which
+    the surrogate ensemble (and each member) predicts the target's label. None for attacks without
+    surrogates. The harness evaluates this with the target directly: these are not attack queries."""
+    from mibench.attacks.transforms import View
+    from mibench.data import load_dataset
+
+    get = getattr(run.attack, "surrogate_ensemble", None)
+    if get is None:
+        return None
+    ensemble = get()
+    ref = run.target.dataset
+    x, y = load_dataset(ref.name, "private-test", ref.resolved_root(), **ref.params).load_tensors(progress=False)
+    to_target = View(size=run.target.input_size)
+    members = list(getattr(ensemble, "members", [ensemble]))
+    agree_members = torch.zeros(len(members))
+    agree, truth = 0, 0
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size].to(dev).float() / 255
+        t = target(to_target(xb)).argmax(1)
+        logits = [m(xb).float() for m in members]
+        agree += int((torch.stack(logits).mean(0).argmax(1) == t).sum())
+        truth += int((torch.stack(logits).mean(0).argmax(1).cpu() == y[i:i + batch_size]).sum())
+        agree_members += torch.tensor([float((lg.argmax(1) == t).sum()) for lg in logits])
+    n = len(x)
+    return {"images": n, "split": "private-test", "ensemble": round(agree / n, 4),
+            "members": [round(float(a) / n, 4) for a in agree_members],
+            "ensemble_accuracy": round(truth / n, 4)}
 
 
 def _score_class(scorer, res: ClassResult) -> dict[str, Any]:
@@ -510,6 +545,7 @@ def results_table(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "nat_acc": _pct(e["target"]["natural_accuracy"]), "acc@1": _pct(m.get("acc@1")),
             "acc@5": _pct(m.get("acc@5")), "knn": _num(m.get("knn_dist")), "fid_eval": _num(m.get("fid_eval")),
             "queries": e["queries"]["total"], "time_s": round(e["wall_time_s"]),
+            "agree": _pct((e["attack"].get("info") or {}).get("surrogate_agreement", {}).get("ensemble")),
         })
     return rows
 
@@ -520,8 +556,3 @@ def _pct(v: float | None) -> str:
 
 def _num(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3g}"
-
-
-def dataclass_fields(obj: Any) -> list[str]:
-    """Field names of a dataclass (for CLI help)."""
-    return [f.name for f in dataclasses.fields(obj)]

@@ -212,8 +212,9 @@ def _stylegan2_recipe(card: GeneratorCard):
 
 
 def build_generator(card: GeneratorCard, device: str | torch.device = "cpu", progress: bool = True,
-                    callback=None) -> Path:
-    """Train the prior `card` describes on its dataset split and cache it; returns the weights path."""
+                    callback=None, callback_every: int | None = None) -> Path:
+    """Train the prior `card` describes on its dataset split and cache it; returns the weights path.
+    `callback(step, G_ema)` is called every `callback_every` steps (for quality curves)."""
     from mibench.generators.io import save_generator
     from mibench.generators.train import train_stylegan2
 
@@ -223,6 +224,8 @@ def build_generator(card: GeneratorCard, device: str | torch.device = "cpu", pro
     if card.train is None:
         raise MIBenchError(f"card '{card.name}' has no training recipe", path=card.path, field="train")
     recipe, seed = _stylegan2_recipe(card)
+    if callback_every is not None:
+        recipe.callback_every = callback_every
     t0 = time.time()
     ds = _dataset(card.dataset, card.dataset.split or "public")
     images, _ = ds.load_tensors(progress=progress)
@@ -275,7 +278,9 @@ def load_prior(card: GeneratorCard | str, device: str | torch.device = "cpu", bu
 # ----------------------------------------------------------------------------- building many
 
 def zoo_cards(names: list[str] | None = None) -> list[tuple[str, Any]]:
-    """(kind, card) for the given names, or every buildable card (targets, evaluators, priors)."""
+    """(kind, card) for the given names, or the default zoo: every buildable target and evaluator and
+    the buildable default prior (`default_for`) of their datasets; other priors (the shifted-domain
+    one, the 64 px one) are built by name or when a run needs them."""
     if names:
         out = []
         for n in names:
@@ -285,8 +290,10 @@ def zoo_cards(names: list[str] | None = None) -> list[tuple[str, Any]]:
                 out.append(("generator", get_card("generator", n)))
         return out
     items = [("target", c) for c in list_cards("target") if c.train is not None and not is_external(c)]
+    in_use = {c.dataset.name for _, c in items}
     items += [("generator", c) for c in list_cards("generator")
-              if c.train is not None and c.kind == "stylegan2" and not is_external(c)]
+              if c.train is not None and c.kind == "stylegan2" and not is_external(c)
+              and in_use.intersection(c.default_for)]
     return items
 
 

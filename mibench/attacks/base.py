@@ -142,14 +142,14 @@ class GenerativeAttack(Attack):
         """Images (N, 3, H, W) in [0, 1] and scores (N,) for the optimised latents."""
 
     @property
-    @abstractmethod
     def num_candidates(self) -> int:
-        """Candidates optimised per class."""
+        """Candidates optimised per class (the config's `num_candidates`)."""
+        return self.config.num_candidates
 
     @property
-    @abstractmethod
     def num_final(self) -> int:
-        """Images kept per class after final selection."""
+        """Images kept per class after final selection (the config's `num_final`)."""
+        return self.config.num_final
 
     def attack_classes(self, ctx: AttackContext, classes: list[int]) -> list[ClassResult]:
         """Run the pipeline on a group of classes (batched across classes)."""

@@ -94,14 +94,6 @@ class PPAttack(GenerativeAttack):
         self._pool_scores: torch.Tensor | None = None
         self.loss_fn = LOSSES.get(config.loss)
 
-    @property
-    def num_candidates(self) -> int:
-        return self.config.num_candidates
-
-    @property
-    def num_final(self) -> int:
-        return self.config.num_final
-
     # --- helpers -------------------------------------------------------------------------------
     def target_view(self, ctx: AttackContext) -> View:
         """Generator image → target input (centre crop fraction, resize)."""

@@ -6,21 +6,14 @@ with metadata `splits=[...]`, `description=...`. `load_dataset` is the one way t
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
+# Importing these modules registers their dataset kinds.
+from mibench.data import celeba, facescrub, imagefolder, stanford_dogs, synthfaces, unlabelled  # noqa: E402,F401
 from mibench.data.base import FileImageDataset, ImageDataset, TensorImageDataset  # noqa: F401
 from mibench.errors import DataError
 from mibench.registry import DATASETS, suggest
-
-# Modules whose import registers dataset kinds (kept optional so a missing one is reported clearly).
-for _m in ("synthfaces", "celeba", "facescrub", "stanford_dogs", "imagefolder", "unlabelled"):
-    try:
-        importlib.import_module(f"mibench.data.{_m}")
-    except ModuleNotFoundError as _exc:  # pragma: no cover - only while a loader is being written
-        if _exc.name != f"mibench.data.{_m}":
-            raise
 
 
 def load_dataset(name: str, split: str, root: str | Path | None = None, **params: Any) -> ImageDataset:

@@ -11,7 +11,7 @@ warm-up:
 - `TACGANDiscriminator`: spectral-norm residual down-sampling blocks, ReLU + global sum pooling, a
   real/fake head and an auxiliary classifier head over the target's classes.
 - `train_tacgan`: (1) an unconditional warm-up — hinge real/fake loss only, no target queries,
-  cached under `cache_dir()/tacgan/` keyed by (public images, architecture, warm-up recipe, seed,
+  cached under `cache_dir()/lokt/` keyed by (public images, architecture, warm-up recipe, seed,
   code version), so every target trained on the same public data shares it; (2) target-labelled
   training — every discriminator step labels fresh fakes G(z, y) with the target's hard label
   ŷ = labeler(G(z, y)) and adds CE(D_cls(fake), ŷ); the generator step adds α·CE(D_cls(G(z, y)), y).
@@ -31,6 +31,7 @@ shareable across targets.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -47,7 +48,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from mibench.cache import cache_dir, code_version
 from mibench.errors import CardError, CheckpointError
-from mibench.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from mibench.fileio import atomic_write_bytes, atomic_write_json, file_lock, sha256_file
 from mibench.registry import GENERATORS
 from mibench.seeding import derive_seed, make_generator
 
@@ -248,6 +249,7 @@ class TACGANRecipe:
     real_flip: bool = True  # random horizontal flips of real images
     calibration_batches: int = 20  # batches for the generator's standing batch-norm statistics
     channels_last: bool = True  # NHWC convolutions: markedly faster on CPU (oneDNN) and recent GPUs
+    ema_beta: float | None = None  # exponential moving average of G's weights (None: use G itself)
     log_every: int = 50
 
     def validate(self) -> None:
@@ -257,13 +259,16 @@ class TACGANRecipe:
             raise ValueError("batch_size: must be ≥ 2 (batch norm)")
         if self.n_dis < 1:
             raise ValueError("n_dis: must be ≥ 1")
+        if self.ema_beta is not None and not 0.0 <= self.ema_beta < 1.0:
+            raise ValueError("ema_beta: must be in [0, 1) or null")
 
     def queries(self, num_steps: int | None = None) -> int:
         """Target queries of target-labelled training: steps × n_dis × batch_size."""
         return (self.steps if num_steps is None else num_steps) * self.n_dis * self.batch_size
 
 
-WARMUP_FIELDS = ("warmup_steps", "batch_size", "n_dis", "lr_g", "lr_d", "betas", "real_flip", "channels_last")
+WARMUP_FIELDS = ("warmup_steps", "batch_size", "n_dis", "lr_g", "lr_d", "betas", "real_flip", "channels_last",
+                 "ema_beta")
 
 
 def build_models(num_classes: int, arch: TACGANArch, seed: int,
@@ -366,11 +371,22 @@ def _adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, betas=(float(betas[0]), float(betas[1])))
 
 
+@torch.no_grad()
+def _ema_update(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
+    """G_ema ← β·G_ema + (1 − β)·G (parameters); buffers are copied."""
+    for pe, p in zip(G_ema.parameters(), G.parameters()):
+        pe.lerp_(p, 1.0 - beta)
+    for be, b in zip(G_ema.buffers(), G.buffers()):
+        be.copy_(b)
+
+
 def _train_phase(G: TACGANGenerator, D: TACGANDiscriminator, real: Tensor, recipe: TACGANRecipe, *,
                  steps: int, seed: int, phase: str, device: torch.device,
-                 labeler: Callable[[Tensor], Tensor] | None, progress: bool) -> dict[str, Any]:
-    """One phase of hinge-GAN training; conditional (T-ACGAN) when `labeler` is given."""
-    from tqdm.auto import tqdm
+                 labeler: Callable[[Tensor], Tensor] | None, progress: bool,
+                 G_ema: TACGANGenerator | None = None) -> dict[str, Any]:
+    """One phase of hinge-GAN training; conditional (T-ACGAN) when `labeler` is given. `G_ema`, when
+    given, tracks the exponential moving average of G with `recipe.ema_beta`."""
+    from tqdm import tqdm
 
     cond = labeler is not None
     sampler = _Sampler(seed, phase, real, G.z_dim, G.num_classes, recipe.real_flip)
@@ -421,6 +437,8 @@ def _train_phase(G: TACGANGenerator, D: TACGANDiscriminator, real: Tensor, recip
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
+        if G_ema is not None:
+            _ema_update(G_ema, G, recipe.ema_beta)
         sums["g_loss"] = sums.get("g_loss", 0.0) + float(g_loss.detach()) * recipe.n_dis
         if not all(math.isfinite(v) for v in sums.values()):
             raise FloatingPointError(f"T-ACGAN {phase} diverged at step {step + 1} (loss is not finite): "
@@ -470,10 +488,13 @@ def warmup_cache_path(digest: str, arch: TACGANArch, recipe: TACGANRecipe, seed:
     key = {"data": digest, "arch": asdict(arch), "recipe": {k: getattr(recipe, k) for k in WARMUP_FIELDS},
            "seed": seed, "code": code_version("generators/tacgan.py")}
     h = hashlib.sha256(json.dumps(key, sort_keys=True, default=list).encode()).hexdigest()[:16]
-    return cache_dir() / "tacgan" / f"warmup-r{arch.resolution}-{h}.safetensors"
+    return cache_dir() / "lokt" / f"tacgan-warmup-r{arch.resolution}-{h}.safetensors"
 
 
-def _read_warmup(path: Path) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Any]] | None:
+WarmupState = dict[str, dict[str, Tensor]]  # {"G": …, "G_ema": …, "D": …}, class-free state dicts
+
+
+def _read_warmup(path: Path) -> tuple[WarmupState, dict[str, Any]] | None:
     from safetensors.torch import load_file
 
     record = path.with_suffix(".json")
@@ -486,37 +507,52 @@ def _read_warmup(path: Path) -> tuple[dict[str, Tensor], dict[str, Tensor], dict
         tensors = load_file(str(path))
     except Exception:  # a damaged cache entry is retrained, never trusted
         return None
-    g = {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}
-    d = {k[2:]: v for k, v in tensors.items() if k.startswith("D.")}
-    return g, d, meta["summary"]
+    state: WarmupState = {"G": {}, "G_ema": {}, "D": {}}
+    for k, v in tensors.items():
+        net, _, name = k.partition("/")
+        if net in state:
+            state[net][name] = v
+    return state, meta["summary"]
 
 
 def warmup(real: Tensor, arch: TACGANArch, recipe: TACGANRecipe, *, seed: int = 0,
            device: str | torch.device = "cpu", progress: bool = True,
-           cache: bool = True) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Any]]:
-    """(G state, D state, summary) of the unconditional warm-up on `real` (uint8 (N, 3, R, R)), class-free.
-
-    Loaded from the cache when present; otherwise trained (no target involved) and cached."""
-    from safetensors.torch import save
+           cache: bool = True) -> tuple[WarmupState, dict[str, Any]]:
+    """Class-free states of G, G_ema and D after the unconditional warm-up on `real` (uint8
+    (N, 3, R, R)), and a summary. Loaded from the cache when present; otherwise trained (no target
+    involved) and cached. Without EMA, G_ema is G."""
 
     device = torch.device(device)
     path = warmup_cache_path(images_digest(real), arch, recipe, seed) if cache else None
-    if path is not None:
+    if path is None:
+        return _warmup_train(real, arch, recipe, seed, device, progress, None)
+    # Runs started together (suite workers, torchrun ranks) share one warm-up: the first trains it.
+    with file_lock(path.with_suffix(".lock")):
         hit = _read_warmup(path)
         if hit is not None:
-            return hit[0], hit[1], {**hit[2], "cached": True, "cache_file": str(path)}
+            return hit[0], {**hit[1], "cached": True, "cache_file": str(path)}
+        return _warmup_train(real, arch, recipe, seed, device, progress, path)
+
+
+def _warmup_train(real: Tensor, arch: TACGANArch, recipe: TACGANRecipe, seed: int, device: torch.device,
+                  progress: bool, path: Path | None) -> tuple[WarmupState, dict[str, Any]]:
+    """Train the unconditional warm-up and cache it at `path` (when given)."""
+    from safetensors.torch import save
+
     G, D = build_models(1, arch, seed, device)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False) if recipe.ema_beta is not None else None
     summary = _train_phase(G, D, real, recipe, steps=recipe.warmup_steps, seed=seed, phase="warmup",
-                           device=device, labeler=None, progress=progress)
-    g_state, d_state = class_free_state(G), class_free_state(D)
+                           device=device, labeler=None, progress=progress, G_ema=G_ema)
+    state: WarmupState = {"G": class_free_state(G), "G_ema": class_free_state(G_ema if G_ema is not None else G),
+                          "D": class_free_state(D)}
     if path is not None:
-        blob = save({**{f"G.{k}": v for k, v in g_state.items()}, **{f"D.{k}": v for k, v in d_state.items()}})
+        blob = save({f"{net}/{k}": v for net, sd in state.items() for k, v in sd.items()})
         atomic_write_bytes(path, blob)
         atomic_write_json(path.with_suffix(".json"), {
             "sha256": hashlib.sha256(blob).hexdigest(), "summary": summary, "arch": asdict(arch),
             "recipe": {k: getattr(recipe, k) for k in WARMUP_FIELDS}, "seed": seed,
             "code_version": code_version("generators/tacgan.py")})
-    return g_state, d_state, {**summary, "cached": False, "cache_file": None if path is None else str(path)}
+    return state, {**summary, "cached": False, "cache_file": None if path is None else str(path)}
 
 
 def train_tacgan(real: Tensor, labeler: Callable[[Tensor], Tensor], num_classes: int, arch: TACGANArch,
@@ -526,21 +562,30 @@ def train_tacgan(real: Tensor, labeler: Callable[[Tensor], Tensor], num_classes:
 
     `labeler(images (B, 3, R, R) in [0, 1]) -> hard labels (B,)` is the only contact with the target;
     it is called once per discriminator step of the target-labelled phase (`recipe.queries()` images
-    in all), never during the warm-up."""
+    in all), never during the warm-up. The returned G is the EMA generator when `recipe.ema_beta` is
+    set, with standing batch-norm statistics, in eval mode."""
     device = torch.device(device)
     if real.dtype != torch.uint8 or real.ndim != 4 or real.shape[-1] != arch.resolution:
         raise ValueError(f"real images must be uint8 (N, 3, {arch.resolution}, {arch.resolution}), "
                          f"got {real.dtype} {tuple(real.shape)}")
-    g_state, d_state, warm = warmup(real, arch, recipe, seed=seed, device=device, progress=progress, cache=cache)
+    state, warm = warmup(real, arch, recipe, seed=seed, device=device, progress=progress, cache=cache)
     G, D = build_models(num_classes, arch, seed, device)
-    load_class_free_state(G, g_state)
-    load_class_free_state(D, d_state)
+    load_class_free_state(G, state["G"])
+    load_class_free_state(D, state["D"])
     reset_class_params(G, D, seed)
+    G_ema = None
+    if recipe.ema_beta is not None:
+        G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+        load_class_free_state(G_ema, state["G_ema"])
     cond = _train_phase(G, D, real, recipe, steps=recipe.steps, seed=seed, phase="conditional", device=device,
-                        labeler=labeler, progress=progress)
-    calibrate_batchnorm(G, recipe.calibration_batches, recipe.batch_size, seed, device)
+                        labeler=labeler, progress=progress, G_ema=G_ema)
+    final = G_ema if G_ema is not None else G
+    # Back to the default layout: a network reloaded from disk then computes bit-identically.
+    final.to(memory_format=torch.contiguous_format).requires_grad_(True)
+    D.to(memory_format=torch.contiguous_format)
+    calibrate_batchnorm(final, recipe.calibration_batches, recipe.batch_size, seed, device)
     tail = cond["history"][-max(1, len(cond["history"]) // 5):]
     summary = {"warmup": warm, "conditional": cond, "queries": cond["queries"],
                "final_target_agreement": (sum(r.get("target_agrees", 0.0) for r in tail) / len(tail)
                                           if tail else None)}
-    return TACGANResult(G.eval(), D.eval(), summary)
+    return TACGANResult(final.eval(), D.eval(), summary)

@@ -21,7 +21,7 @@ import yaml
 
 from mibench.errors import MIBenchError
 from mibench.leaderboard.entries import ENTRIES_DIR, collect
-from mibench.runner import RunSpec, parse_classes, resolve, run_one
+from mibench.runner import RunSpec, parse_classes, resolve
 from mibench.typed import from_dict
 
 SUITE_FILE = Path("leaderboard") / "regression.yaml"
@@ -96,9 +96,23 @@ def run_check(suite: RegressionSuite, *, entries_dir: Path = ENTRIES_DIR, out: P
         raise MIBenchError(f"no baseline entry for {', '.join(missing)}", path=entries_dir,
                            fix="run the suite (`mibench run`) and import it with `mibench leaderboard build --from runs`, "
                                "then commit leaderboard/entries")
+    import shutil
+
+    from mibench import zoo
+    from mibench.runner import resolve_device
+    from mibench.suite import run_many
+
+    resolved = [resolve(s) for s in specs]
+    for r in resolved:  # a re-run, not a resume: results left by an earlier check (older code) go
+        shutil.rmtree(Path(out) / r.run_id(), ignore_errors=True)
+    # Build what the runs need first (in parallel), so that parallel runs never train the same entry.
+    needed = {n for r in resolved for n in (r.target.name, r.evaluator.name, r.prior.name if r.prior else None)
+              if n is not None}
+    zoo.build_zoo(sorted(needed), device=str(resolve_device(device)), progress=progress)
     rows = []
-    for spec in specs:
-        entry = run_one(spec, out=out, device=device, progress=progress)
+    # The same execution as the default suite (single-threaded workers on CPU), so a check on the
+    # machine that made the baselines reproduces them exactly.
+    for spec, entry in zip(specs, run_many(specs, out=out, device=str(resolve_device(device)))):
         base = baselines[entry["entry_id"]]
         for metric, tol in suite.tolerance.items():
             rows.append(CheckRow(f"{spec.target} × {spec.attack}", metric, base["metrics"].get(metric),
