@@ -28,7 +28,7 @@ import time
 SIZES = {
     # name: (generator params, resolution, target arch, target input, crop fraction, classes, candidates, steps)
     "embedded": ({"z_dim": 128, "w_dim": 128, "mapping_kwargs": {"num_layers": 2},
-                  "synthesis_kwargs": {"channel_base": 1024, "channel_max": 64}}, 32, "compact_resnet", 32, None,
+                  "synthesis_kwargs": {"channel_base": 512, "channel_max": 32}}, 32, "compact_resnet", 32, None,
                  10, 16, 10),
     "research": ({"z_dim": 512, "w_dim": 512, "mapping_kwargs": {"num_layers": 8},
                   "synthesis_kwargs": {"channel_base": 16384, "channel_max": 512}}, 256, "resnet152", 224, 0.78125,

@@ -261,6 +261,10 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
     todo = [c for c in run.classes if not class_done(run_dir, c)]
     if dist is not None:
         todo = dist.broadcast(todo)  # rank 0's view of the disk decides (ranks may not share one)
+    done_entry = _complete_entry(run_dir, config) if not todo else None
+    if done_entry is not None:  # the same run finished before: nothing to redo, the entry stands
+        log.info("run %s is already complete: %s", run_dir.name, run_dir / ENTRY_FILE)
+        return done_entry if is_main else {}
     mine = todo if dist is None else dist.shard(todo)
     done_before = len(run.classes) - len(todo)
     log.info("run %s: %d classes (%d already done), attack %s/%s on %s", run_dir.name, len(run.classes),
@@ -331,6 +335,16 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
     log.info("wrote %s (acc@1 %.1f%%, %.0fs)", run_dir / ENTRY_FILE, 100 * (entry["metrics"]["acc@1"] or 0),
              time.time() - t_start)
     return entry
+
+
+def _complete_entry(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The entry of a finished run folder made with `config`, or None."""
+    try:
+        saved = json.loads((run_dir / CONFIG_FILE).read_text())
+        entry = json.loads((run_dir / ENTRY_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return entry if saved == json.loads(json.dumps(config)) else None
 
 
 def session_id(start: float) -> str:

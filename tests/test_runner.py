@@ -65,6 +65,13 @@ def test_same_seed_same_entry_metrics_and_images(env, tmp_path):
     assert other["entry_id"] != a["entry_id"]
 
 
+def test_a_finished_run_is_not_redone(env, tmp_path):
+    a = run_one(_spec(), out=tmp_path, device="cpu", progress=False)
+    sessions = (tmp_path / a["entry_id"] / "sessions.json").read_text()
+    b = run_one(_spec(), out=tmp_path, device="cpu", progress=False)
+    assert b == a and (tmp_path / a["entry_id"] / "sessions.json").read_text() == sessions
+
+
 def test_resume_redoes_only_missing_classes(env, tmp_path):
     full = run_one(_spec(), out=tmp_path, device="cpu", progress=False)
     run_dir = tmp_path / full["entry_id"]
