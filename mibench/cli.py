@@ -195,7 +195,7 @@ def leaderboard() -> None:
 
 @leaderboard.command("build")
 @click.option("--from", "runs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Also import the entries of the run folders under this folder (repeatable), e.g. --from runs.")
+              help="Also import the entries of the run folders under this folder (repeatable); default: runs/ when it exists.")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboard"),
               show_default=True, help="Leaderboard folder (entries/, leaderboard.csv, site/).")
 def leaderboard_build(runs: tuple[Path, ...], root: Path) -> None:
@@ -204,6 +204,9 @@ def leaderboard_build(runs: tuple[Path, ...], root: Path) -> None:
     attack × defense matrix, privacy–utility plot, reconstructions and full configs."""
     from mibench.leaderboard.build import build
 
+    if not runs and Path("runs").is_dir():  # after `mibench run`, its results join the page
+        click.echo("importing run entries from runs/ (pass --from to choose other folders)")
+        runs = (Path("runs"),)
     res = build(root, list(runs))
     click.echo(f"{res['entries']} entries ({res['imported']} imported) → {res['csv']} and {res['page']}")
 

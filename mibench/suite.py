@@ -69,7 +69,7 @@ ATTACK_COST = {"lokt": 10.0, "ifgmi": 1.5, "ppa": 1.0}  # rough relative run tim
 
 
 def run_many(specs: list[RunSpec], *, out: Path, device: str = "cpu", build: bool = True,
-             jobs: int | None = None) -> list[dict[str, Any]]:
+             jobs: int | None = None, desc: str = "default suite") -> list[dict[str, Any]]:
     """Run `specs` and return their entries in order. On CPU, runs go to a pool of single-threaded
     worker processes (one per core): on a small CPU that beats one multi-threaded run at a time, and a
     fixed thread count keeps CPU results reproducible whatever the pool size."""
@@ -101,7 +101,7 @@ def run_many(specs: list[RunSpec], *, out: Path, device: str = "cpu", build: boo
         futures = {pool.submit(_run_worker, specs[i], str(out), device, build): i for i in order}
         from tqdm import tqdm
 
-        bar = tqdm(total=len(specs), desc="default suite", unit="run")
+        bar = tqdm(total=len(specs), desc=desc, unit="run")
         for fut in cf.as_completed(futures):
             i = futures[fut]
             entries[i] = fut.result()

@@ -86,3 +86,20 @@ def test_zoo_build_list_and_preview_on_a_tiny_zoo(tmp_path):
     png = tmp_path / "samples.png"
     mibench("zoo", "preview", "tiny-prior", "--out", str(png), "--rows", "2", "--cols", "3", "--device", "cpu", env=env)
     assert Image.open(png).size[0] > Image.open(png).size[1]
+
+
+def test_leaderboard_build_imports_runs_after_mibench_run(tmp_path):
+    """`mibench run && mibench leaderboard build`: the run entries in ./runs join the page."""
+    import json
+
+    from entry_factory import make_entry
+
+    run_dir = tmp_path / "runs" / "t__ppa__p__seed0__abc"
+    run_dir.mkdir(parents=True)
+    (run_dir / "entry.json").write_text(json.dumps(make_entry("t__ppa__p__seed0__abc")))
+    proc = subprocess.run([sys.executable, "-m", "mibench", "leaderboard", "build", "--root", "lb"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "importing run entries from runs/" in proc.stdout and "1 entries (1 imported)" in proc.stdout
+    assert (tmp_path / "lb" / "entries" / "t__ppa__p__seed0__abc.json").is_file()
+    assert (tmp_path / "lb" / "site" / "index.html").is_file()

@@ -112,7 +112,7 @@ def run_check(suite: RegressionSuite, *, entries_dir: Path = ENTRIES_DIR, out: P
     rows = []
     # The same execution as the default suite (single-threaded workers on CPU), so a check on the
     # machine that made the baselines reproduces them exactly.
-    for spec, entry in zip(specs, run_many(specs, out=out, device=str(resolve_device(device)))):
+    for spec, entry in zip(specs, run_many(specs, out=out, device=str(resolve_device(device)), desc="regression check")):
         base = baselines[entry["entry_id"]]
         for metric, tol in suite.tolerance.items():
             rows.append(CheckRow(f"{spec.target} × {spec.attack}", metric, base["metrics"].get(metric),
