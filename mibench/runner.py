@@ -33,7 +33,7 @@ from mibench.attacks.access import ACCESS_LEVELS
 from mibench.attacks.base import AttackContext, ClassResult
 from mibench.cache import code_version
 from mibench.cards import GeneratorCard, TargetCard, card_hash, get_card, list_cards, resolve_defense
-from mibench.errors import MIBenchError
+from mibench.errors import MIBenchError, QueryBudgetExceeded
 from mibench.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from mibench.imaging import grid, save_png, to_uint8
 from mibench.registry import ATTACKS
@@ -293,34 +293,17 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
                            **run.target.dataset.params)
     scorer = ReconstructionScorer.create(evaluator, private, dev)
 
-    timing: dict[str, float] = {}
-    finished: list[tuple[ClassResult, dict[str, Any]]] = []  # kept for rank 0 when sharded
-    if mine:
-        t0 = time.time()
-        access.set_phase("prepare")
-        run.attack.prepare(ctx)
-        timing["prepare"] = time.time() - t0
-        agreement = surrogate_agreement(run, target, dev) if is_main else None
-        _save_prepare_record(run_dir, run, access, timing["prepare"], is_main, agreement)
-        groups = [mine[i:i + _group_size(run)] for i in range(0, len(mine), _group_size(run))]
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(mine), desc=f"{run.attack.name} on {run.target.name}", unit="class",
-                   disable=not progress)
-        for group in groups:
-            t0, q0 = time.time(), access.queries
-            access.set_phase("attack")
-            results = run.attack.attack_classes(ctx, group)
-            secs, queries = (time.time() - t0) / len(group), (access.queries - q0) // len(group)
-            for res in results:
-                metrics = _score_class(scorer, res)
-                metrics.update(seconds=round(secs, 3), queries=queries, session=session_id(t_start))
-                save_class(run_dir, res, metrics)
-                if dist is not None:
-                    finished.append((res, metrics))
-            bar.update(len(group))
-            bar.set_postfix(acc1=_running_acc(run_dir, run.classes))
-        bar.close()
+    try:
+        # Results are also kept in memory when sharded: rank 0 may not share this rank's disk.
+        finished = _attack_classes(run, ctx, scorer, mine, run_dir, target=target, is_main=is_main,
+                                   t_start=t_start, progress=progress, keep=dist is not None)
+    except QueryBudgetExceeded as exc:
+        # Stopped by the query budget: record how far the run got, then report the error.
+        if is_main:
+            atomic_write_json(run_dir / "stopped.json", {
+                "reason": str(exc), "queries": access.queries, "queries_by_phase": dict(access.queries_by_phase),
+                "classes_done": [c for c in run.classes if class_done(run_dir, c)]})
+        raise
     if dist is not None:
         # Rank 0 writes what other ranks did when their files are not on a shared disk.
         gathered = dist.gather(finished)
@@ -335,6 +318,43 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
     log.info("wrote %s (acc@1 %.1f%%, %.0fs)", run_dir / ENTRY_FILE, 100 * (entry["metrics"]["acc@1"] or 0),
              time.time() - t_start)
     return entry
+
+
+def _attack_classes(run: ResolvedRun, ctx: AttackContext, scorer, mine: list[int], run_dir: Path, *,
+                    target: torch.nn.Module, is_main: bool, t_start: float, progress: bool,
+                    keep: bool) -> list[tuple[ClassResult, dict[str, Any]]]:
+    """Prepare the attack and attack this process's classes `mine`, saving each class as it finishes;
+    returns the (result, metrics) pairs when `keep`."""
+    finished: list[tuple[ClassResult, dict[str, Any]]] = []
+    if not mine:
+        return finished
+    access = ctx.access
+    t0 = time.time()
+    access.set_phase("prepare")
+    run.attack.prepare(ctx)
+    prepare_s = time.time() - t0
+    agreement = surrogate_agreement(run, target, ctx.device) if is_main else None
+    _save_prepare_record(run_dir, run, access, prepare_s, is_main, agreement)
+    groups = [mine[i:i + _group_size(run)] for i in range(0, len(mine), _group_size(run))]
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(mine), desc=f"{run.attack.name} on {run.target.name}", unit="class",
+               disable=not progress)
+    for group in groups:
+        t0, q0 = time.time(), access.queries
+        access.set_phase("attack")
+        results = run.attack.attack_classes(ctx, group)
+        secs, queries = (time.time() - t0) / len(group), (access.queries - q0) // len(group)
+        for res in results:
+            metrics = _score_class(scorer, res)
+            metrics.update(seconds=round(secs, 3), queries=queries, session=session_id(t_start))
+            save_class(run_dir, res, metrics)
+            if keep:
+                finished.append((res, metrics))
+        bar.update(len(group))
+        bar.set_postfix(acc1=_running_acc(run_dir, run.classes))
+    bar.close()
+    return finished
 
 
 def _complete_entry(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:

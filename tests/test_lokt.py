@@ -182,3 +182,20 @@ def test_lokt_through_the_runner(tmp_path, monkeypatch):
     assert agreement["split"] == "private-test" and agreement["images"] > 0
     assert 0 <= agreement["ensemble"] <= 1 and len(agreement["members"]) == 2
     assert entry["queries"]["total"] == GAN_QUERIES + 36  # measuring agreement is not an attack query
+
+
+def test_the_runner_records_how_far_a_budget_stopped_run_got(tmp_path, monkeypatch):
+    import json
+
+    from mibench.runner import RunSpec, resolve, run_one
+
+    from tiny_zoo import write_tiny_cards
+
+    monkeypatch.setenv("MIBENCH_CARDS", str(write_tiny_cards(tmp_path / "cards")))
+    spec = RunSpec(target="tiny-target", attack="lokt", classes=[0, 1], overrides=dict(TINY_LOKT),
+                   query_budget=GAN_QUERIES + 5)
+    with pytest.raises(QueryBudgetExceeded, match="surrogate-data"):
+        run_one(spec, out=tmp_path / "runs", device="cpu", progress=False)
+    stopped = json.loads((tmp_path / "runs" / resolve(spec).run_id() / "stopped.json").read_text())
+    assert stopped["queries_by_phase"]["gan-training"] == GAN_QUERIES and stopped["queries"] <= GAN_QUERIES + 5
+    assert stopped["classes_done"] == [] and "budget" in stopped["reason"]
