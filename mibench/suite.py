@@ -79,6 +79,10 @@ def run_many(specs: list[RunSpec], *, out: Path, device: str = "cpu", build: boo
 
     import torch
 
+    from mibench.runner import resolve
+
+    for spec in specs:  # bad names, presets or class ids fail here, before any work starts
+        resolve(spec)
     if jobs is None:
         jobs = 1 if device.startswith("cuda") else max(1, min(len(specs), os.cpu_count() or 1))
     if jobs <= 1 or len(specs) <= 1:
@@ -97,11 +101,12 @@ def run_many(specs: list[RunSpec], *, out: Path, device: str = "cpu", build: boo
     entries: list[dict[str, Any] | None] = [None] * len(specs)
     t0 = time.time()
     log.info("running %d runs in %d single-threaded worker processes", len(specs), jobs)
-    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_worker, specs[i], str(out), device, build): i for i in order}
-        from tqdm import tqdm
+    from tqdm import tqdm
 
-        bar = tqdm(total=len(specs), desc=desc, unit="run")
+    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+    bar = tqdm(total=len(specs), desc=desc, unit="run")
+    try:
+        futures = {pool.submit(_run_worker, specs[i], str(out), device, build): i for i in order}
         for fut in cf.as_completed(futures):
             i = futures[fut]
             entries[i] = fut.result()
@@ -109,7 +114,17 @@ def run_many(specs: list[RunSpec], *, out: Path, device: str = "cpu", build: boo
             bar.write(f"  {specs[i].target} × {specs[i].attack}: acc@1 {100 * (m['acc@1'] or 0):.0f}% "
                       f"in {entries[i]['wall_time_s']:.0f}s ({time.time() - t0:.0f}s since start)")
             bar.update(1)
+    except BaseException:
+        # A failed run (or Ctrl-C) stops the suite now rather than after the runs in flight: their
+        # finished classes are on disk and `mibench run` resumes them.
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.terminate()
+        raise
+    finally:
         bar.close()
+    pool.shutdown()
     return entries  # type: ignore[return-value]
 
 

@@ -12,3 +12,21 @@ def test_one_costly_run_first_then_cheap_then_the_rest():
     assert {a for _, a in order[1:7]} == {"ppa", "ifgmi"}
     assert order[7:] == [("b", "lokt"), ("c", "lokt")]
     assert sorted(_schedule(specs)) == list(range(len(specs)))  # every run exactly once
+
+
+def test_bad_runs_fail_early_and_a_failing_worker_stops_the_suite(tmp_path, monkeypatch):
+    import pytest
+
+    from mibench.errors import MIBenchError
+    from mibench.suite import run_many
+
+    from tiny_zoo import TINY_PPA, write_tiny_cards
+
+    monkeypatch.setenv("MIBENCH_CARDS", str(write_tiny_cards(tmp_path / "cards")))
+    specs = [RunSpec(target="tiny-target", attack="ppa", prior="tiny-prior", classes=[c], overrides=TINY_PPA)
+             for c in (0, 1)]
+    with pytest.raises(MIBenchError, match="out of range"):  # checked before any worker starts
+        run_many([*specs, RunSpec(target="tiny-target", attack="ppa", classes=[999])], out=tmp_path, jobs=2)
+    with pytest.raises(MIBenchError, match="not built"):  # raised in a worker, reported here
+        run_many(specs, out=tmp_path / "runs", device="cpu", build=False, jobs=2)
+    assert not any((tmp_path / "runs").glob("*/entry.json"))
