@@ -13,6 +13,7 @@ The suite lives in `leaderboard/regression.yaml`:
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,30 +90,30 @@ class CheckRow:
 def run_check(suite: RegressionSuite, *, entries_dir: Path = ENTRIES_DIR, out: Path = Path("runs") / "regression",
               device: str = "auto", progress: bool = True) -> list[CheckRow]:
     """Run the suite and compare with the baseline entries; returns the comparison rows."""
-    baselines = {e["entry_id"]: e for e, _ in collect(entries_dir)}
-    specs = suite.specs()
-    missing = [resolve(s).run_id() for s in specs if resolve(s).run_id() not in baselines]
-    if missing:
-        raise MIBenchError(f"no baseline entry for {', '.join(missing)}", path=entries_dir,
-                           fix="run the suite (`mibench run`) and import it with `mibench leaderboard build --from runs`, "
-                               "then commit leaderboard/entries")
-    import shutil
-
     from mibench import zoo
     from mibench.runner import resolve_device
     from mibench.suite import run_many
 
+    baselines = {e["entry_id"]: e for e, _ in collect(entries_dir)}
+    specs = suite.specs()
     resolved = [resolve(s) for s in specs]
+    missing = [r.run_id() for r in resolved if r.run_id() not in baselines]
+    if missing:
+        raise MIBenchError(f"no baseline entry for {', '.join(missing)}", path=entries_dir,
+                           fix="run the suite (`mibench run`) and import it with `mibench leaderboard build --from runs`, "
+                               "then commit leaderboard/entries")
     for r in resolved:  # a re-run, not a resume: results left by an earlier check (older code) go
         shutil.rmtree(Path(out) / r.run_id(), ignore_errors=True)
+    dev = str(resolve_device(device))
     # Build what the runs need first (in parallel), so that parallel runs never train the same entry.
     needed = {n for r in resolved for n in (r.target.name, r.evaluator.name, r.prior.name if r.prior else None)
               if n is not None}
-    zoo.build_zoo(sorted(needed), device=str(resolve_device(device)), progress=progress)
-    rows = []
+    zoo.build_zoo(sorted(needed), device=dev, progress=progress)
     # The same execution as the default suite (single-threaded workers on CPU), so a check on the
     # machine that made the baselines reproduces them exactly.
-    for spec, entry in zip(specs, run_many(specs, out=out, device=str(resolve_device(device)), desc="regression check")):
+    entries = run_many(specs, out=out, device=dev, desc="regression check")
+    rows = []
+    for spec, entry in zip(specs, entries):
         base = baselines[entry["entry_id"]]
         for metric, tol in suite.tolerance.items():
             rows.append(CheckRow(f"{spec.target} × {spec.attack}", metric, base["metrics"].get(metric),
