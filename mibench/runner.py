@@ -163,6 +163,12 @@ def load_class(run_dir: Path, c: int) -> tuple[dict[str, torch.Tensor], dict[str
 
 # ----------------------------------------------------------------------------- resolution
 
+def card_content(card: Any) -> dict[str, Any]:
+    """A card's fields without where its file happens to be: run ids, config.json and entries are
+    the same in every checkout (a run folder resumes, and a baseline matches, from any of them)."""
+    return {k: v for k, v in to_dict(card).items() if k != "path"}
+
+
 @dataclass
 class ResolvedRun:
     """Cards and attack resolved from a RunSpec (no models loaded yet)."""
@@ -180,11 +186,11 @@ class ResolvedRun:
         dcard, dparams = resolve_defense(self.target)
         return {
             "spec": to_dict(self.spec),
-            "target": {"name": self.target.name, "card_hash": card_hash(self.target), "card": to_dict(self.target),
+            "target": {"name": self.target.name, "card_hash": card_hash(self.target), "card": card_content(self.target),
                        "defense": {"card": dcard.name, "kind": dcard.kind, "params": dparams}},
             "evaluator": {"name": self.evaluator.name, "card_hash": card_hash(self.evaluator)},
             "prior": None if self.prior is None else {"name": self.prior.name, "card_hash": card_hash(self.prior),
-                                                      "card": to_dict(self.prior)},
+                                                      "card": card_content(self.prior)},
             "attack": {"name": self.attack.name, "preset": self.preset, "access": self.attack.access_level,
                        "config": self.attack.describe()},
             "classes": self.classes, "seed": self.spec.seed,

@@ -126,3 +126,15 @@ def test_a_diverging_class_is_reported_and_the_run_continues(env, tmp_path, monk
     ok = [m for m in entry["per_class"] if not m.get("failed")]
     assert [m["class"] for m in ok] == [0, 2]
     shutil.rmtree(tmp_path)
+
+
+def test_run_id_and_config_do_not_depend_on_where_the_cards_are(tmp_path, monkeypatch):
+    """A fresh clone elsewhere must find the committed baselines: same run id, same config."""
+    ids, configs = [], []
+    for where in ("a", "deeper/b"):
+        monkeypatch.setenv("MIBENCH_CARDS", str(write_tiny_cards(tmp_path / where / "cards")))
+        run = resolve(_spec())
+        ids.append(run.run_id())
+        configs.append(run.config())
+    assert ids[0] == ids[1] and configs[0] == configs[1]
+    assert "path" not in configs[0]["target"]["card"] and "path" not in configs[0]["prior"]["card"]
