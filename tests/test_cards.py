@@ -103,3 +103,17 @@ def test_expand_path_defaults(monkeypatch):
     assert str(expand_path("$MIBENCH_WEIGHTS/x.pkl")).endswith("mibench-weights/x.pkl")
     monkeypatch.setenv("MIBENCH_WEIGHTS", "/w")
     assert str(expand_path("${MIBENCH_WEIGHTS}/x.pkl")) == "/w/x.pkl"
+
+
+def test_shipped_prior_variants_and_the_default_zoo():
+    """The shifted-domain and 64 px priors reuse the embedded recipe on other data; `mibench zoo
+    build` without names builds only the default prior of the targets' dataset."""
+    from mibench import zoo
+
+    base = get_card("generator", "synthfaces32-stylegan2")
+    shifted = get_card("generator", "synthfaces32-stylegan2-shifted")
+    big = get_card("generator", "synthfaces64-stylegan2")
+    assert shifted.dataset.split == "public-shifted" and shifted.train == base.train and shifted.default_for == []
+    assert big.resolution == 64 and big.dataset.name == "synthfaces64" and big.default_for == ["synthfaces64"]
+    default = {c.name for kind, c in zoo.zoo_cards() if kind == "generator"}
+    assert default == {"synthfaces32-stylegan2"}
