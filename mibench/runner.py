@@ -418,8 +418,9 @@ def surrogate_agreement(run: ResolvedRun, target: torch.nn.Module, dev: torch.de
         xb = x[i:i + batch_size].to(dev).float() / 255
         t = target(to_target(xb)).argmax(1)
         logits = [m(xb).float() for m in members]
-        agree += int((torch.stack(logits).mean(0).argmax(1) == t).sum())
-        truth += int((torch.stack(logits).mean(0).argmax(1).cpu() == y[i:i + batch_size]).sum())
+        pred = torch.stack(logits).mean(0).argmax(1)
+        agree += int((pred == t).sum())
+        truth += int((pred.cpu() == y[i:i + batch_size]).sum())
         agree_members += torch.tensor([float((lg.argmax(1) == t).sum()) for lg in logits])
     n = len(x)
     return {"images": n, "split": "private-test", "ensemble": round(agree / n, 4),

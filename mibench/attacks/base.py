@@ -53,6 +53,37 @@ def map_fixed_batches(fn, size: int, *tensors: torch.Tensor) -> torch.Tensor:
     return torch.cat(outs)
 
 
+def adam_on_latents(latents: torch.Tensor, targets: torch.Tensor, keys: torch.Tensor, loss_fn, *,
+                    batch_size: int, steps: int, lr: float, betas: tuple[float, float], device: torch.device,
+                    desc: str, progress: bool) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Optimise each latent row with Adam, in independent fixed-size (padded) batches.
+
+    `loss_fn(z, targets, keys, step, n_real) -> (N,)` is the per-sample loss of a padded batch whose
+    first `n_real` rows are real. Returns the optimised latents and {"final_loss": (len(latents),)}."""
+    from tqdm import tqdm
+
+    out, losses = [], []
+    bs = batch_size
+    bar = tqdm(total=steps * math.ceil(len(latents) / bs), desc=desc, disable=not progress, leave=False,
+               unit="step")
+    for a, b in padded_chunks(len(latents), bs):
+        # Fixed-size batches (padded with copies of the last row): see `pad_rows`.
+        z = pad_rows(latents[a:b], bs).detach().clone().to(device).requires_grad_(True)
+        t, k = pad_rows(targets[a:b], bs).to(device), pad_rows(keys[a:b], bs)
+        opt = torch.optim.Adam([z], lr=lr, betas=betas)
+        loss = torch.full((bs,), float("nan"))
+        for step in range(steps):
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(z, t, k, step, b - a)
+            loss.sum().backward()
+            opt.step()
+            bar.update(1)
+        out.append(z.detach()[: b - a])
+        losses.append(loss.detach().cpu()[: b - a])
+    bar.close()
+    return torch.cat(out), {"final_loss": torch.cat(losses)}
+
+
 def candidate_keys(classes: torch.Tensor, n: int) -> torch.Tensor:
     """Keys (len(classes) * n,) for `n` candidates of each class, class-major."""
     return (classes.long().view(-1, 1) * KEY_STRIDE + torch.arange(n).view(1, -1)).flatten()

@@ -29,22 +29,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from mibench.attacks import rng
 from mibench.attacks.base import (
     AttackContext,
     GenerativeAttack,
+    adam_on_latents,
     candidate_keys,
     map_fixed_batches,
-    pad_rows,
     padded_chunks,
 )
 from mibench.attacks.losses import LOSSES
@@ -412,25 +410,10 @@ class LOKTAttack(GenerativeAttack):
         """Adam on z of G(z, class) per candidate, in independent fixed-size batches."""
         cfg = self.config
         seed = rng.stream_seed(ctx.seed, "lokt", "optimize")
-        out, losses = [], []
-        bs = cfg.batch_size
-        bar = tqdm(total=cfg.steps * math.ceil(len(latents) / bs), desc="lokt optimise", disable=not ctx.progress,
-                   leave=False, unit="step")
-        for a, b in padded_chunks(len(latents), bs):
-            z = pad_rows(latents[a:b], bs).detach().clone().to(ctx.device).requires_grad_(True)
-            t, k = pad_rows(targets[a:b], bs).to(ctx.device), pad_rows(keys[a:b], bs)
-            opt = torch.optim.Adam([z], lr=cfg.lr)
-            loss = torch.full((bs,), float("nan"))
-            for step in range(cfg.steps):
-                opt.zero_grad(set_to_none=True)
-                loss = self.surrogate_loss(self.synthesize(z, t), t, k, step, seed)
-                loss.sum().backward()
-                opt.step()
-                bar.update(1)
-            out.append(z.detach()[: b - a])
-            losses.append(loss.detach().cpu()[: b - a])
-        bar.close()
-        return torch.cat(out), {"final_loss": torch.cat(losses)}
+        return adam_on_latents(latents, targets, keys,
+                               lambda z, t, k, step, _n: self.surrogate_loss(self.synthesize(z, t), t, k, step, seed),
+                               batch_size=cfg.batch_size, steps=cfg.steps, lr=cfg.lr, betas=(0.9, 0.999),
+                               device=ctx.device, desc="lokt optimise", progress=ctx.progress)
 
     @torch.no_grad()
     def final_selection(self, ctx: AttackContext, latents: Tensor, targets: Tensor, keys: Tensor,

@@ -24,7 +24,14 @@ import torch
 from tqdm import tqdm
 
 from mibench.attacks import rng
-from mibench.attacks.base import AttackContext, GenerativeAttack, map_fixed_batches, pad_rows, padded_chunks
+from mibench.attacks.base import (
+    AttackContext,
+    GenerativeAttack,
+    adam_on_latents,
+    map_fixed_batches,
+    pad_rows,
+    padded_chunks,
+)
 from mibench.attacks.losses import LOSSES
 from mibench.attacks.transforms import View, random_resized_crop, to_unit
 from mibench.registry import ATTACKS
@@ -172,26 +179,13 @@ class PPAttack(GenerativeAttack):
         """Adam on single w per candidate, in independent batches of `batch_size`."""
         cfg = self.config
         seed = self.seed_for(ctx, "optimize")
-        out, losses = [], []
-        bs = cfg.batch_size
-        bar = tqdm(total=cfg.steps * ((len(latents) + bs - 1) // bs), desc=f"{self.name} optimise",
-                   disable=not ctx.progress, leave=False, unit="step")
-        for a, b in padded_chunks(len(latents), bs):
-            # Fixed-size batches (padded with copies of the last row): see `pad_rows`.
-            w = pad_rows(latents[a:b], bs).detach().clone().to(ctx.device).requires_grad_(True)
-            t, k = pad_rows(targets[a:b], bs).to(ctx.device), pad_rows(keys[a:b], bs)
-            opt = torch.optim.Adam([w], lr=cfg.lr, betas=cfg.betas)
-            loss = torch.full((len(w),), float("nan"))
-            for step in range(cfg.steps):
-                opt.zero_grad(set_to_none=True)
-                loss = self.identity_loss(ctx, self.synthesize(ctx, w, clip=cfg.clip), t, k, step, seed, b - a)
-                loss.sum().backward()
-                opt.step()
-                bar.update(1)
-            out.append(w.detach()[: b - a])
-            losses.append(loss.detach().cpu()[: b - a])
-        bar.close()
-        return torch.cat(out), {"final_loss": torch.cat(losses)}
+
+        def loss(w, t, k, step, n_real):
+            return self.identity_loss(ctx, self.synthesize(ctx, w, clip=cfg.clip), t, k, step, seed, n_real)
+
+        return adam_on_latents(latents, targets, keys, loss, batch_size=cfg.batch_size, steps=cfg.steps,
+                               lr=cfg.lr, betas=cfg.betas, device=ctx.device, desc=f"{self.name} optimise",
+                               progress=ctx.progress)
 
     # --- 3. final selection ----------------------------------------------------------------------
     @torch.no_grad()
