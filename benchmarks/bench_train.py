@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from mibench.cards import TrainRecipe
 from mibench.classifiers import build_classifier, train_classifier
+from mibench.classifiers.recipe import TrainRecipe
 from mibench.data.base import TensorImageDataset
 from mibench.defenses import DefenseContext, build_defense
 

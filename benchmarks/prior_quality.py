@@ -25,8 +25,8 @@ import torch
 from mibench import zoo
 from mibench.cards import get_card
 from mibench.data import load_dataset
-from mibench.imaging import grid, save_png
 from mibench.metrics.fid import fid_from_features
+from mibench.ops.imaging import grid, save_png
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from mibench.data.synthfaces import render_identities
-from mibench.imaging import grid, save_png
+from mibench.ops.imaging import grid, save_png
 
 
 def throughput(resolution: int, images: int, workers: int, repeats: int) -> float:

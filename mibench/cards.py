@@ -3,7 +3,8 @@
 A card names a registered kind plus its parameters. `load_card` validates a file into one of the
 dataclasses below and raises one `CardError` naming the file and the field on any problem.
 Cards are found in the `targets/`, `generators/` and `defenses/` folders of each card root:
-`$MIBENCH_CARDS` (os.pathsep-separated), the current directory, then this source checkout.
+`$MIBENCH_CARDS` (os.pathsep-separated), the current directory, this source checkout, then the cards
+shipped inside the installed package (`mibench/_cards/`, copied there when the wheel is built).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from mibench import __version__
+from mibench.classifiers.recipe import Augment, TrainRecipe  # noqa: F401  (card field types)
 from mibench.errors import CardError
 from mibench.registry import ARCHITECTURES, DATASETS, DEFENSES, GENERATORS, suggest
 from mibench.typed import from_dict, to_dict
@@ -56,42 +58,6 @@ class DatasetRef:
 
 
 @dataclass
-class Augment:
-    """Training-time augmentation: random resized crop, horizontal flip, colour jitter."""
-
-    crop_scale: tuple[float, float] | None = (0.8, 1.0)
-    crop_ratio: tuple[float, float] = (0.9, 1.1)
-    flip: bool = True
-    color_jitter: float = 0.1
-
-
-@dataclass
-class TrainRecipe:
-    """How to train a classifier (embedded zoo) — optimizer, schedule, augmentation, seed."""
-
-    epochs: int
-    batch_size: int = 64
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: Literal["cosine", "step", "constant"] = "cosine"
-    milestones: list[int] = field(default_factory=list)
-    gamma: float = 0.1
-    warmup_epochs: int = 0
-    augment: Augment = field(default_factory=Augment)
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.epochs < 1:
-            raise ValueError("epochs: must be at least 1")
-        if self.batch_size < 1:
-            raise ValueError("batch_size: must be at least 1")
-        if self.lr <= 0:
-            raise ValueError("lr: must be positive")
-
-
-@dataclass
 class Weights:
     """A weights file the user provides (never downloaded), with its expected sha256."""
 
@@ -118,6 +84,19 @@ class DefenseRef:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ResolvedDefense:
+    """A target's defense after resolution: its card and the effective parameters
+    (card defaults ← target overrides)."""
+
+    card: DefenseCard
+    params: dict[str, Any]
+
+    def describe(self) -> dict[str, Any]:
+        """What configs and entries record about the defense."""
+        return {"card": self.card.name, "kind": self.card.kind, "params": dict(self.params)}
+
+
 @dataclass
 class TargetCard:
     """A target classifier or an evaluation model (`role: evaluator`)."""
@@ -136,7 +115,12 @@ class TargetCard:
     weights: Weights | None = None
     natural_accuracy: float | None = None  # expected test accuracy in [0, 1] (recorded / reported)
     reference: str = ""
+    # Attack preset per attack (or one name for all) instead of the one the dataset kind implies.
+    attack_preset: str | dict[str, str] | None = None
     path: str = ""  # set by the loader
+    # The defense card and effective parameters, resolved once (at load, or on first use).
+    resolved: ResolvedDefense | None = field(default=None, init=False, repr=False, compare=False,
+                                             metadata={"derived": True})
 
     def validate(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -201,14 +185,22 @@ class DefenseCard:
 CARD_TYPES = {"target": TargetCard, "generator": GeneratorCard, "defense": DefenseCard}
 
 
+PACKAGE_CARDS = Path(__file__).resolve().parent / "_cards"  # the cards a wheel ships (setup.py copies them)
+
+
 def card_roots() -> list[Path]:
-    """Folders searched for cards, in priority order."""
+    """Folders searched for cards, in priority order: $MIBENCH_CARDS, the current directory, this
+    source checkout (when mibench runs from one), the cards shipped inside the installed package."""
     roots = []
     env = os.environ.get("MIBENCH_CARDS")
     if env:
         roots += [Path(p).expanduser() for p in env.split(os.pathsep) if p]
     roots.append(Path.cwd())
-    roots.append(Path(__file__).resolve().parent.parent)  # the source checkout
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file():
+        roots.append(checkout)
+    if PACKAGE_CARDS.is_dir():
+        roots.append(PACKAGE_CARDS)
     seen, out = set(), []
     for r in roots:
         key = r.resolve()
@@ -260,6 +252,8 @@ def load_card(path: str | Path, kind: str) -> Any:
         raise CardError("'path' is set by the loader", path=path, field="path", fix="remove it")
     card = from_dict(CARD_TYPES[kind], data, path=path)
     card.path = str(path)
+    if kind == "target":
+        resolve_defense(card)  # a bad defense reference fails here, when the card loads
     return card
 
 
@@ -311,11 +305,14 @@ def get_card(kind: str, name: str) -> Any:
 
 
 def resolve_defense(target: TargetCard) -> tuple[DefenseCard, dict[str, Any]]:
-    """The target's defense card and its effective parameters (card defaults ← target overrides)."""
-    card = get_card("defense", target.defense.card)
-    params = dict(card.params)
-    params.update(target.defense.params)
-    return card, params
+    """The target's defense card and its effective parameters (card defaults ← target overrides),
+    resolved once per card object."""
+    if target.resolved is None:
+        card = get_card("defense", target.defense.card)
+        params = dict(card.params)
+        params.update(target.defense.params)
+        target.resolved = ResolvedDefense(card, params)
+    return target.resolved.card, dict(target.resolved.params)
 
 
 def _canonical(obj: Any) -> str:

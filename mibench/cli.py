@@ -14,18 +14,9 @@ import click
 
 from mibench import __version__
 from mibench.errors import MIBenchError
+from mibench.run.table import text_table as _table
 
 LIST_KINDS = ("datasets", "targets", "generators", "defenses", "attacks", "architectures", "metrics")
-
-
-def _table(rows: list[dict], columns: list[str]) -> str:
-    """A plain fixed-width text table."""
-    if not rows:
-        return "(none)"
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns), "  ".join("-" * widths[c] for c in columns)]
-    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -108,7 +99,7 @@ def zoo_build(names: tuple[str, ...], device: str, jobs: int | None, force: bool
     import time
 
     from mibench import zoo as zoo_mod
-    from mibench.runner import resolve_device
+    from mibench.run.execute import resolve_device
 
     t0 = time.time()
     rows = zoo_mod.build_zoo(list(names) or None, device=str(resolve_device(device)), jobs=jobs, force=force)
@@ -129,8 +120,8 @@ def zoo_preview(generator: str, out: Path, rows: int, cols: int, psi: float | No
                 device: str) -> None:
     """Write a grid of samples from prior GENERATOR (trained first if needed)."""
     from mibench.cards import get_card
-    from mibench.generators.preview import sample_grid
-    from mibench.runner import resolve_device
+    from mibench.run.execute import resolve_device
+    from mibench.zoo.preview import sample_grid
 
     card = get_card("generator", generator)
     path = sample_grid(card, out, rows=rows, cols=cols, psi=card.truncation_psi if psi is None else psi,
@@ -154,10 +145,12 @@ def zoo_preview(generator: str, out: Path, rows: int, cols: int, psi: float | No
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override an attack setting, e.g. --set steps=20 (repeatable; values are YAML).")
 @click.option("--query-budget", type=int, default=None, help="Label-only attacks: maximum target queries.")
+@click.option("--metric", "metrics", multiple=True, metavar="NAME",
+              help="Also compute this optional metric kind (repeatable; see `mibench list metrics`).")
 @click.option("--no-build", is_flag=True, help="Fail instead of training missing zoo entries.")
 def run_cmd(target: str | None, attack: str | None, prior: str | None, classes: str | None, seed: int,
             device: str, out: Path, resume: Path | None, preset: str | None, overrides: tuple[str, ...],
-            query_budget: int | None, no_build: bool) -> None:
+            query_budget: int | None, metrics: tuple[str, ...], no_build: bool) -> None:
     """Attack registered targets and write standardized results.
 
     \b
@@ -167,8 +160,9 @@ def run_cmd(target: str | None, attack: str | None, prior: str | None, classes: 
     per-class CSV, reconstruction grid, entry.json). Shard one run over processes with
     `torchrun --nproc-per-node N -m mibench run …`.
     """
-    from mibench import suite
-    from mibench.runner import RunSpec, parse_classes
+    from mibench.run import suite
+    from mibench.run.spec import RunSpec, parse_classes
+    from mibench.run.table import format_table
 
     over = _parse_overrides(overrides)
     cls = parse_classes(classes)
@@ -178,14 +172,14 @@ def run_cmd(target: str | None, attack: str | None, prior: str | None, classes: 
         # --attack without --target: the default suite restricted to those attacks (comma-separated)
         attacks = [a.strip() for a in attack.split(",") if a.strip()] if attack else None
         entries = suite.run_suite(attacks=attacks, classes=cls, seed=seed, device=device, out=out,
-                                  build=not no_build)
-        click.echo(suite.format_table(entries))
+                                  build=not no_build, extra_metrics=list(metrics))
+        click.echo(format_table(entries))
         return
     spec = RunSpec(target=target or "", attack=attack or "", prior=prior, classes=cls, seed=seed, preset=preset,
-                   overrides=over, query_budget=query_budget)
+                   overrides=over, query_budget=query_budget, extra_metrics=list(metrics))
     entry = suite.run_single(spec, out=out, device=device, resume=resume, build=not no_build)
     if entry:
-        click.echo(suite.format_table([entry]))
+        click.echo(format_table([entry]))
 
 
 @cli.group()

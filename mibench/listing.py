@@ -39,6 +39,22 @@ def rows(kind: str) -> tuple[list[dict], list[str]]:
                 "params": ", ".join(f"{k}={v}" for k, v in c.params.items()),
                 "reference": c.reference} for c in list_cards("defense")]
         return out, ["name", "kind", "params", "reference"]
-    reg = {"datasets": registry.DATASETS, "attacks": registry.ATTACKS,
-           "architectures": registry.ARCHITECTURES, "metrics": registry.METRICS}[kind]
+    if kind == "attacks":
+        out = []
+        for name in registry.ATTACKS.names():
+            a = registry.ATTACKS.get(name)
+            out.append({"name": name, "access": a.access_level, "prior": "yes" if a.needs_prior else "own",
+                        "presets": ", ".join(a.presets), "suite": "yes" if a.in_default_suite else "no",
+                        "description": a.description})
+        return out, ["name", "access", "prior", "presets", "suite", "description"]
+    if kind == "metrics":
+        out = []
+        for name in registry.METRICS.names():
+            m = registry.METRICS.get(name)
+            out.append({"name": name, "columns": ", ".join(c.name for c in m.columns), "scope": m.scope,
+                        "leakage": "/".join(sorted({f"{c.more_leakage} = more" for c in m.columns})),
+                        "needs": m.requires, "default": "yes" if m.default else "on request",
+                        "description": m.description})
+        return out, ["name", "columns", "scope", "leakage", "needs", "default", "description"]
+    reg = {"datasets": registry.DATASETS, "architectures": registry.ARCHITECTURES}[kind]
     return _kind_rows(reg)

@@ -116,7 +116,8 @@ def from_dict(cls: type, data: Any, *, path: str | Path | None = None, prefix: s
 def to_dict(obj: Any) -> Any:
     """A dataclass (possibly nested) as plain JSON-able dicts and lists."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not f.metadata.get("derived")}
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):

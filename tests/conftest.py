@@ -1,7 +1,14 @@
 """Test-wide settings: one torch thread (fast and reproducible on small CPUs) and a private cache."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+# The test plug-in (one attack, one metric) is found through its `mibench.plugins` entry point, as
+# an installed third-party package would be: every registry-driven test sees it.
+sys.path.insert(0, str(Path(__file__).parent / "plugins"))
 
 torch.set_num_threads(1)
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mibench.imaging import save_png
+from mibench.ops.imaging import save_png
 
 
 def make_entry(entry_id: str = "t__ppa__p__seed0__abc", *, target: str = "synthfaces32-resnet", defense: str = "none",

@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from mibench.attacks import rng
 from mibench.attacks.access import BlackBox, LabelOnly, WhiteBox
 from mibench.attacks.losses import cross_entropy_loss, max_margin_loss, poincare_loss
 from mibench.attacks.projection import project_l1_ball
 from mibench.errors import AttackError, QueryBudgetExceeded
+from mibench.ops import rng
 
 
 def test_poincare_loss_hand_computed():

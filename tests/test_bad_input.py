@@ -16,7 +16,7 @@ import yaml
 from safetensors.torch import save_file
 
 from mibench.errors import CheckpointError, MIBenchError
-from mibench.runner import RunSpec, class_stem, run_one
+from mibench.run import RunFolder, RunSpec, run_one
 
 from tiny_zoo import DATA, TINY_PPA, write_tiny_cards
 
@@ -100,7 +100,7 @@ def test_pickle_with_code_payload_never_runs(cards, tmp_path):
 def test_disk_full_while_writing_keeps_earlier_results(cards, tmp_path, monkeypatch):
     spec = RunSpec(target="tiny-target", attack="ppa", prior="tiny-prior", classes=[0, 1, 2],
                    overrides={**TINY_PPA, "batch_size": 4})  # one class per group
-    import mibench.fileio as fileio
+    import mibench.ops.fileio as fileio
 
     real_replace = os.replace
     calls = {"n": 0}
@@ -116,13 +116,13 @@ def test_disk_full_while_writing_keeps_earlier_results(cards, tmp_path, monkeypa
         run_one(spec, out=tmp_path / "runs", device="cpu", progress=False)
     assert "earlier results are untouched" in str(err.value)
     [run_dir] = (tmp_path / "runs").iterdir()
-    kept = class_stem(run_dir, 0).with_suffix(".json").read_text()
+    kept = RunFolder(run_dir).class_stem(0).with_suffix(".json").read_text()
     assert json.loads(kept)["class"] == 0
     assert not list(run_dir.rglob("*.tmp"))  # the failed temp file was removed
     monkeypatch.setattr(fileio.os, "replace", real_replace)
     entry = run_one(spec, out=tmp_path / "runs", device="cpu", progress=False, resume=run_dir)
     assert [m["class"] for m in entry["per_class"]] == [0, 1, 2]
-    assert class_stem(run_dir, 0).with_suffix(".json").read_text() == kept
+    assert RunFolder(run_dir).class_stem(0).with_suffix(".json").read_text() == kept
 
 
 def test_cli_exit_code_for_missing_weights(cards, tmp_path):

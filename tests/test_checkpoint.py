@@ -14,7 +14,7 @@ from mibench.classifiers import build_classifier, load_classifier, read_meta, sa
 from mibench.classifiers.checkpoint import load_external_classifier, read_state_dict
 from mibench.defenses import DefenseContext, build_defense
 from mibench.errors import CheckpointError
-from mibench.fileio import sha256_file
+from mibench.ops.fileio import sha256_file
 
 TINY = {"width": 8, "depths": [1, 1], "stem_stride": 1}
 

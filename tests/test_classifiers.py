@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mibench.cards import Augment, TrainRecipe
 from mibench.classifiers import build_classifier, count_parameters, evaluate_accuracy, train_classifier
+from mibench.classifiers.recipe import Augment, TrainRecipe
 from mibench.classifiers.train import augment_batch, lr_factor
 from mibench.data.base import TensorImageDataset
 from mibench.errors import CardError, CheckpointError, DataError

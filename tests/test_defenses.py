@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mibench.cards import Augment, TrainRecipe
 from mibench.classifiers import build_classifier, train_classifier
+from mibench.classifiers.recipe import Augment, TrainRecipe
 from mibench.data.base import TensorImageDataset
 from mibench.defenses import DefenseContext, build_defense
 from mibench.defenses.bido import gaussian_kernel, hsic_biased, hsic_normalized_cca, linear_kernel

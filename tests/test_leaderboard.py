@@ -11,7 +11,7 @@ from mibench.errors import MIBenchError
 from mibench.leaderboard.build import build
 from mibench.leaderboard.check import CheckRow, RegressionRun, RegressionSuite, run_check
 from mibench.leaderboard.entries import collect, load_entry
-from mibench.runner import run_one
+from mibench.run import run_one
 
 from entry_factory import make_entry, write_entries
 from tiny_zoo import TINY_PPA, write_tiny_cards

@@ -470,10 +470,13 @@ def test_knowledge_extraction_score_learns_and_is_deterministic():
 # --------------------------------------------------------------------------------------------- registry
 
 def test_metrics_are_registered_with_descriptions():
-    expected = {"acc@1", "acc@5", "knn_dist", "facenet_dist", "fid", "fid_eval", "prdc", "knowledge_extraction"}
-    assert expected <= set(METRICS.names())
-    for name in expected:
-        meta = METRICS.meta(name)
-        assert meta["description"] and meta["more_leakage"] in ("higher", "lower")
-    assert METRICS.get("knn_dist") is knn_distance and METRICS.get("prdc") is prdc_per_class
+    from mibench.metrics.base import all_columns
 
+    expected = {"acc@1", "acc@5", "knn_dist", "facenet_dist", "fid", "fid_eval", "precision", "recall", "density",
+                "coverage", "knowledge_extraction"}
+    assert expected <= {c.name for c in all_columns(METRICS.names())}
+    for name in METRICS.names():
+        kind = METRICS.get(name)
+        assert METRICS.meta(name)["description"] and kind.columns and kind.scope in ("class", "run")
+        assert all(c.more_leakage in ("higher", "lower") for c in kind.columns)
+    assert not METRICS.get("knowledge_extraction").default  # computed on request only

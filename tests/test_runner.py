@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from mibench.errors import MIBenchError, RegistryError
-from mibench.runner import RunSpec, class_stem, parse_classes, resolve, run_one
+from mibench.run import RunFolder, RunSpec, parse_classes, resolve, run_one
 
 from tiny_zoo import TINY_IFGMI, TINY_PPA, write_tiny_cards
 
@@ -35,7 +35,7 @@ def _spec(attack="ppa", classes=(0, 1, 2), seed=0, **over):
 
 
 def _images(run_dir, c):
-    return load_file(str(class_stem(run_dir, c).with_suffix(".safetensors")))["images"]
+    return load_file(str(RunFolder(run_dir).class_stem(c).with_suffix(".safetensors")))["images"]
 
 
 @pytest.mark.parametrize("attack", ["ppa", "ifgmi"])
@@ -75,13 +75,13 @@ def test_a_finished_run_is_not_redone(env, tmp_path):
 def test_resume_redoes_only_missing_classes(env, tmp_path):
     full = run_one(_spec(), out=tmp_path, device="cpu", progress=False)
     run_dir = tmp_path / full["entry_id"]
-    kept = class_stem(run_dir, 0).with_suffix(".json").read_text()
+    kept = RunFolder(run_dir).class_stem(0).with_suffix(".json").read_text()
     for c in (1, 2):  # as if the run died before these classes
-        class_stem(run_dir, c).with_suffix(".json").unlink()
-        class_stem(run_dir, c).with_suffix(".safetensors").unlink()
+        RunFolder(run_dir).class_stem(c).with_suffix(".json").unlink()
+        RunFolder(run_dir).class_stem(c).with_suffix(".safetensors").unlink()
     (run_dir / "entry.json").unlink()
     resumed = run_one(_spec(), out=tmp_path, device="cpu", progress=False, resume=run_dir)
-    assert class_stem(run_dir, 0).with_suffix(".json").read_text() == kept  # not redone
+    assert RunFolder(run_dir).class_stem(0).with_suffix(".json").read_text() == kept  # not redone
     assert resumed["metrics"] == full["metrics"] and resumed["per_class"] == full["per_class"]
 
 

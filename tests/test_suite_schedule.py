@@ -1,8 +1,8 @@
 """The default suite's schedule: one costly run first (it trains shared cached stages), cheap runs
 next to keep the other workers busy, then the rest of the costly runs; entries come back in order."""
 
-from mibench.runner import RunSpec
-from mibench.suite import _schedule
+from mibench.run import RunSpec
+from mibench.run.suite import schedule as _schedule
 
 
 def test_one_costly_run_first_then_cheap_then_the_rest():
@@ -18,7 +18,7 @@ def test_bad_runs_fail_early_and_a_failing_worker_stops_the_suite(tmp_path, monk
     import pytest
 
     from mibench.errors import MIBenchError
-    from mibench.suite import run_many
+    from mibench.run.suite import run_many
 
     from tiny_zoo import TINY_PPA, write_tiny_cards
 

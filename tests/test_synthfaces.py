@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -216,14 +214,16 @@ def test_cache_round_trip_reuses_the_file(tmp_cache, monkeypatch):
 def test_cache_key_covers_params_of_the_split():
     p = sf.check_params("synthfaces32", TINY)
     q = sf.check_params("synthfaces32", {**TINY, "seed": 1})
-    assert sf.cache_path("private-train", p) != sf.cache_path("private-train", q)
+    assert sf.cache_artifact("private-train", p).stem != sf.cache_artifact("private-train", q).stem
     r = sf.check_params("synthfaces32", {**TINY, "num_public": 9})
-    assert sf.cache_path("private-train", p) == sf.cache_path("private-train", r)
-    assert sf.cache_path("public", p) != sf.cache_path("public", r)
+    assert sf.cache_artifact("private-train", p).stem == sf.cache_artifact("private-train", r).stem
+    assert sf.cache_artifact("public", p).stem != sf.cache_artifact("public", r).stem
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
-def test_corrupt_cache_is_rendered_again(tmp_cache, damage):
+def test_corrupt_cache_is_one_clear_error_and_rendered_again_once_deleted(tmp_cache, damage):
+    from mibench.errors import CheckpointError
+
     ref = load_dataset("synthfaces32", "private-test", **TINY).load_tensors()[0]
     path = next((tmp_cache / "synthfaces").glob("*.safetensors"))
     data = bytearray(path.read_bytes())
@@ -234,10 +234,9 @@ def test_corrupt_cache_is_rendered_again(tmp_cache, damage):
     else:
         data = bytearray(b"not a safetensors file")
     path.write_bytes(bytes(data))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        again = load_dataset("synthfaces32", "private-test", **TINY).load_tensors()[0]
+    with pytest.raises(CheckpointError, match="damaged") as err:
+        load_dataset("synthfaces32", "private-test", **TINY).load_tensors()
+    assert str(path) in str(err.value) and "delete" in str(err.value)
+    sf.cache_artifact("private-test", sf.check_params("x", TINY)).discard()
+    again = load_dataset("synthfaces32", "private-test", **TINY).load_tensors()[0]
     assert torch.equal(again, ref)
-    assert any("corrupt cache" in str(w.message) for w in caught)
-    # The file was replaced by a valid one.
-    assert torch.equal(sf._read_cache(path, "private-test", sf.check_params("x", TINY))[0], ref)

@@ -18,7 +18,7 @@ from mibench.generators.tacgan import (
     images_digest,
     load_class_free_state,
     train_tacgan,
-    warmup_cache_path,
+    warmup_artifact,
 )
 from mibench.registry import GENERATORS
 
@@ -93,22 +93,29 @@ def test_warmup_queries_nothing_and_labelled_phase_queries_steps_x_ndis_x_batch(
 def test_warmup_is_cached_and_shared_across_class_counts():
     real = _real()
     a = train_tacgan(real, CountingLabeler(3), 3, ARCH, RECIPE, seed=0, progress=False)
-    path = warmup_cache_path(images_digest(real), ARCH, RECIPE, 0)
-    assert path.is_file() and path.with_suffix(".json").is_file()
+    art = warmup_artifact(images_digest(real), ARCH, RECIPE, 0)
+    path = art.stem
+    assert art.file(".safetensors").is_file() and art.sidecar.is_file()
     b = train_tacgan(real, CountingLabeler(5), 5, ARCH, RECIPE, seed=0, progress=False)
     assert b.summary["warmup"]["cached"] is True and a.summary["warmup"]["cached"] is False
     # A different seed or recipe is a different warm-up.
-    assert warmup_cache_path(images_digest(real), ARCH, RECIPE, 1) != path
-    assert warmup_cache_path(images_digest(real), ARCH, replace(RECIPE, warmup_steps=4), 0) != path
+    assert warmup_artifact(images_digest(real), ARCH, RECIPE, 1).stem != path
+    assert warmup_artifact(images_digest(real), ARCH, replace(RECIPE, warmup_steps=4), 0).stem != path
     # The labelled phase's settings do not change the warm-up key.
-    assert warmup_cache_path(images_digest(real), ARCH, replace(RECIPE, steps=9, alpha=0.5), 0) == path
+    assert warmup_artifact(images_digest(real), ARCH, replace(RECIPE, steps=9, alpha=0.5), 0).stem == path
 
 
-def test_damaged_warmup_cache_is_retrained():
+def test_damaged_warmup_cache_is_one_clear_error_then_retrained_once_deleted():
+    from mibench.errors import CheckpointError
+
     real = _real()
     train_tacgan(real, CountingLabeler(3), 3, ARCH, RECIPE, seed=0, progress=False)
-    path = warmup_cache_path(images_digest(real), ARCH, RECIPE, 0)
-    path.write_bytes(b"garbage")
+    art = warmup_artifact(images_digest(real), ARCH, RECIPE, 0)
+    art.file(".safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="damaged") as err:
+        train_tacgan(real, CountingLabeler(3), 3, ARCH, RECIPE, seed=0, progress=False)
+    assert str(art.file(".safetensors")) in str(err.value) and "delete" in str(err.value)
+    art.discard()
     res = train_tacgan(real, CountingLabeler(3), 3, ARCH, RECIPE, seed=0, progress=False)
     assert res.summary["warmup"]["cached"] is False
 
@@ -163,9 +170,9 @@ def test_target_labels_teach_the_generator_its_classes():
 
 
 def test_registered_as_a_generator_kind():
-    G = GENERATORS.get("tacgan")({"num_classes": 4, "width": 4}, 16)
+    G = GENERATORS.get("tacgan").build({"num_classes": 4, "width": 4}, 16)
     assert G(torch.randn(2, 128), torch.tensor([0, 3])).shape == (2, 3, 16, 16)
     with pytest.raises(CardError, match="num_classes"):
-        GENERATORS.get("tacgan")({}, 16)
+        GENERATORS.get("tacgan").build({}, 16)
     with pytest.raises(CardError, match="unknown tacgan parameter"):
-        GENERATORS.get("tacgan")({"num_classes": 2, "widht": 4}, 16)
+        GENERATORS.get("tacgan").build({"num_classes": 2, "widht": 4}, 16)

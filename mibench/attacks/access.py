@@ -2,8 +2,10 @@
 only) or `LabelOnly` (predicted labels only). Every query is counted; label-only access enforces an
 optional query budget.
 
-The model is held in a closure, not an attribute, so attack code cannot wander from a `LabelOnly`
-object to logits by accident; asking for anything but labels raises an `AttackError`.
+The model is held in a closure that returns only what the level allows (labels, probabilities), not
+in an attribute, so attack code has no path from a `LabelOnly` object to logits; asking for anything
+else raises an `AttackError`. A query-time defense may wrap the access object
+(`Defense.wrap_access`).
 """
 
 from __future__ import annotations
@@ -77,13 +79,13 @@ class BlackBox(TargetAccess):
 
     def __init__(self, model: nn.Module, num_classes: int, input_size: int, device: torch.device | str):
         super().__init__(num_classes, input_size, device)
-        self._forward: Callable[[torch.Tensor], torch.Tensor] = _closure(model)
+        self._probs = _closure(model, lambda logits: torch.softmax(logits.float(), dim=1))
 
     @torch.no_grad()
     def probs(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax probabilities (N, K), detached."""
         self._count(x.shape[0])
-        return torch.softmax(self._forward(x.detach()).float(), dim=1)
+        return self._probs(x.detach())
 
 
 class LabelOnly(TargetAccess):
@@ -96,7 +98,7 @@ class LabelOnly(TargetAccess):
                  budget: int | None = None):
         super().__init__(num_classes, input_size, device)
         self.budget = budget
-        self._forward = _closure(model)
+        self._labels = _closure(model, lambda logits: logits.argmax(dim=1))
 
     @torch.no_grad()
     def labels(self, x: torch.Tensor) -> torch.Tensor:
@@ -107,15 +109,17 @@ class LabelOnly(TargetAccess):
                 f"label-only query budget of {self.budget} exceeded ({self.queries} used, {n} more asked "
                 f"in phase '{self._phase}')", fix="raise --query-budget or lower the attack's query needs")
         self._count(n)
-        return self._forward(x.detach()).argmax(dim=1)
+        return self._labels(x.detach())
 
 
-def _closure(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """An opaque forward function over `model` in eval mode (no gradients leave it)."""
+def _closure(model: nn.Module, output: Callable[[torch.Tensor], torch.Tensor]
+             ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """An opaque function over `model` that returns only `output(logits)` (labels, probabilities):
+    the logits never leave it, and neither do gradients."""
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return model(x)
+            return output(model(x))
 
     return forward
 

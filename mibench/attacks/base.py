@@ -12,12 +12,19 @@ from __future__ import annotations
 import logging
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
 from mibench.attacks.access import TargetAccess
+from mibench.data.base import ImageDataset
+from mibench.errors import AttackError
+from mibench.generators.base import Prior
+from mibench.registry import suggest
 from mibench.typed import from_dict, to_dict
 
 log = logging.getLogger(__name__)
@@ -102,41 +109,59 @@ class ClassResult:
 
 @dataclass
 class AttackContext:
-    """Everything an attack may use: target access, prior(s), device, seed, output size."""
+    """Everything an attack may use: target access, prior, device, seed, output size, where to keep
+    its own stages, and the attacker's public data. Never the target's card or weights."""
 
     access: TargetAccess
-    prior: Any  # a generator module (StyleGAN2 for PPA / IF-GMI); LOKT brings its own
+    prior: Prior | None  # the GAN prior (StyleGAN2 for PPA / IF-GMI); None for attacks that bring their own
     device: torch.device
     seed: int
     output_size: int  # side of the images returned (what the evaluator / metrics see)
     progress: bool = True
-    extras: dict[str, Any] = field(default_factory=dict)  # attack-specific inputs (e.g. public data)
+    store_dir: Path | None = None  # a folder the attack may persist its stages in (resume re-uses them)
+    public_data: Callable[[], ImageDataset] | None = None  # the attacker's public images, loaded on demand
 
 
 class Attack(ABC):
     """Base class of every attack: a typed config, an access level, one-time preparation, and a
-    batched per-class-group run."""
+    batched per-class-group run.
+
+    A subclass declares everything the runner, the suite and the scheduler need — nothing else in
+    mibench lists attack names: its access level, whether it needs a prior, its presets (keyed by
+    the dataset kind's `attack_preset`, or named by a target card's `attack_preset`), the config
+    fields it takes from the prior card, its relative cost and whether the default suite runs it."""
 
     name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
     access_level: ClassVar[str] = "white-box"
     config_cls: ClassVar[type] = object
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    needs_prior: ClassVar[bool] = True  # False: the attack trains or brings its own generator
+    prior_fields: ClassVar[tuple[str, ...]] = ()  # config fields whose default comes from the prior card
+    cost: ClassVar[float] = 1.0  # relative run time; ≥ COSTLY starts first in a suite (it may train a shared stage)
+    in_default_suite: ClassVar[bool] = True
+
+    COSTLY: ClassVar[float] = 5.0
 
     def __init__(self, config: Any):
         self.config = config
 
     @classmethod
-    def from_preset(cls, preset: str, overrides: dict[str, Any] | None = None) -> Attack:
-        """Build the attack from a named preset plus overrides (validated into the config dataclass)."""
-        from mibench.errors import AttackError
-        from mibench.registry import suggest
-
+    def from_preset(cls, preset: str, overrides: dict[str, Any] | None = None,
+                    defaults: dict[str, Any] | None = None) -> Attack:
+        """Build the attack from a named preset, then `defaults` (e.g. the prior card's truncation),
+        then `overrides` (validated into the config dataclass)."""
         if preset not in cls.presets:
             raise AttackError(f"attack '{cls.name}' has no preset '{preset}'{suggest(preset, list(cls.presets))}",
                               fix=f"use one of: {', '.join(cls.presets)}")
-        data = {**cls.presets[preset], **(overrides or {})}
+        data = {**cls.presets[preset], **(defaults or {}), **(overrides or {})}
         return cls(from_dict(cls.config_cls, data, path=f"attack {cls.name} (preset {preset})",
                              error=AttackError))
+
+    def surrogates(self) -> nn.Module | None:
+        """The attack's surrogate of the target (images in [0, 1] → logits), when it trains one; the
+        harness then reports how often it agrees with the target. Default: None."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """The resolved configuration, for entries."""

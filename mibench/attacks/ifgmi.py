@@ -24,7 +24,7 @@ from tqdm import tqdm
 from mibench.attacks.base import AttackContext, pad_rows, padded_chunks
 from mibench.attacks.ppa import PPA_PRESETS, PPAConfig, PPAttack
 from mibench.attacks.projection import project_l1_ball
-from mibench.attacks.transforms import to_unit
+from mibench.ops.transforms import to_unit
 from mibench.registry import ATTACKS
 
 
@@ -51,6 +51,7 @@ IFGMI_PRESETS: dict[str, dict[str, Any]] = {
     # feature maps so the per-element budget matches the paper's.
     "synthfaces": {**PPA_PRESETS["synthfaces"], "stage_steps": [40, 10, 10, 10],
                    "radii": [250.0, 500.0, 750.0, 1000.0]},
+    "smoke": {**PPA_PRESETS["smoke"], "stage_steps": [2, 1, 1], "radii": [50.0, 50.0, 50.0]},  # contract tests
 }
 
 
@@ -58,8 +59,11 @@ class IFGMIAttack(PPAttack):
     """Intermediate-feature optimisation on top of PPA's pipeline."""
 
     name = "ifgmi"
+    description = ("IF-GMI (Qiu et al., ECCV 2024): PPA + stage-wise intermediate-feature optimisation with "
+                   "L1-ball constraints")
     config_cls = IFGMIConfig
     presets = IFGMI_PRESETS
+    cost = 1.5
 
     def _stages(self, ctx: AttackContext) -> int:
         return min(len(self.config.stage_steps), len(ctx.prior.block_resolutions))
@@ -152,5 +156,4 @@ class IFGMIAttack(PPAttack):
         return self.score_and_output(ctx, extra["_images"], targets, keys)
 
 
-ATTACKS.register("ifgmi", description="IF-GMI (Qiu et al., ECCV 2024): PPA + stage-wise intermediate-feature "
-                 "optimisation with L1-ball constraints")(IFGMIAttack)
+ATTACKS.register("ifgmi", description=IFGMIAttack.description)(IFGMIAttack)

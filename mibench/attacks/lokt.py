@@ -26,8 +26,6 @@ keyed by (seed, class, candidate, step), so a class gives the same images alone 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,7 +34,6 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from mibench.attacks import rng
 from mibench.attacks.base import (
     AttackContext,
     GenerativeAttack,
@@ -46,10 +43,8 @@ from mibench.attacks.base import (
     padded_chunks,
 )
 from mibench.attacks.losses import LOSSES
-from mibench.attacks.transforms import View, random_resized_crop, to_unit
-from mibench.cards import Augment, TrainRecipe
+from mibench.classifiers.recipe import Augment, TrainRecipe
 from mibench.errors import AttackError
-from mibench.fileio import atomic_write_bytes, atomic_write_json
 from mibench.generators.tacgan import (
     TACGANArch,
     TACGANDiscriminator,
@@ -59,6 +54,10 @@ from mibench.generators.tacgan import (
     images_digest,
     train_tacgan,
 )
+from mibench.ops import rng
+from mibench.ops.cache import Artifact, ArtifactCache
+from mibench.ops.fileio import atomic_write_bytes
+from mibench.ops.transforms import View, random_resized_crop, to_unit
 from mibench.registry import ATTACKS
 from mibench.seeding import derive_seed
 
@@ -174,6 +173,9 @@ _SYNTH_SURROGATES = [
     {"architecture": "compact_resnet", "arch_params": {"width": 16, "depths": [1, 2, 1]}},
 ]
 
+_SMOKE_SURROGATES = [{"architecture": "compact_resnet", "arch_params": {"width": 8, "depths": [1, 1]}},
+                     {"architecture": "compact_resnet", "arch_params": {"width": 8, "depths": [1]}}]
+
 LOKT_PRESETS: dict[str, dict[str, Any]] = {
     "celeba": {},
     # Published code: 3000 warm-up steps for FaceScrub public data.
@@ -189,6 +191,13 @@ LOKT_PRESETS: dict[str, dict[str, Any]] = {
         "surrogate_input_size": 32, "surrogate_epochs": 4, "surrogate_batch_size": 64,
         "surrogate_lr": 0.1, "num_candidates": 8, "num_final": 4, "steps": 60, "batch_size": 80,
         "final_views": 8, "generation_batch_size": 500, "selection_batch_size": 160},
+    # Seconds-long settings for the contract tests and smoke runs (never a benchmark setting).
+    "smoke": {
+        "gan_resolution": 16, "gan_z_dim": 8, "gan_g_width": 4, "gan_d_width": 4, "gan_warmup_steps": 2,
+        "gan_steps": 2, "gan_batch_size": 8, "gan_n_dis": 2, "gan_calibration_batches": 2,
+        "samples_per_class": 6, "holdout_per_class": 2, "surrogates": _SMOKE_SURROGATES, "surrogate_input_size": 16,
+        "surrogate_epochs": 1, "surrogate_batch_size": 8, "generation_batch_size": 10, "num_candidates": 3,
+        "num_final": 2, "steps": 2, "batch_size": 4, "final_views": 2, "selection_batch_size": 5},
 }
 
 
@@ -208,16 +217,19 @@ class LOKTAttack(GenerativeAttack):
     inversion of the surrogates with the T-ACGAN generator."""
 
     name = "lokt"
+    description = ("LOKT (Nguyen et al., NeurIPS 2023): label-only; T-ACGAN + surrogate ensemble + PLG-MI-style "
+                   "inversion of the surrogates")
     access_level = "label-only"
     needs_prior = False
     config_cls = LOKTConfig
     presets = LOKT_PRESETS
+    cost = 10.0  # its T-ACGAN warm-up is shared by every LOKT run: the first one trains it
 
     def __init__(self, config: LOKTConfig):
         super().__init__(config)
         self.G: TACGANGenerator | None = None
         self.D: TACGANDiscriminator | None = None
-        self.surrogates: list[nn.Module] = []
+        self.surrogate_models: list[nn.Module] = []
         self.loss_fn = LOSSES.get(config.loss)
         self._info: dict[str, Any] = {}
 
@@ -227,7 +239,7 @@ class LOKTAttack(GenerativeAttack):
         access = ctx.access
         if getattr(access, "level", None) != "label-only":
             raise AttackError(f"LOKT expects label-only access, got '{getattr(access, 'level', '?')}'")
-        store = _Store(ctx.extras.get("run_dir"), self._stage_keys(ctx))
+        store = _Store(ctx.store_dir, self._stage_keys(ctx))
         info: dict[str, Any] = {"resumed": {}}
         num_classes = access.num_classes
         arch, recipe = self.config.gan_arch(), self.config.gan_recipe()
@@ -268,7 +280,7 @@ class LOKTAttack(GenerativeAttack):
             "classes_present": int(torch.unique(labels).numel())}
 
         # 3. surrogates
-        self.surrogates, summaries = [], []
+        self.surrogate_models, summaries = [], []
         train_ds = _dataset(images[~holdout], labels[~holdout], num_classes, "train")
         test_ds = _dataset(images[holdout], labels[holdout], num_classes, "held-out") if holdout.any() else None
         for i, spec in enumerate(self.config.surrogates):
@@ -278,42 +290,37 @@ class LOKTAttack(GenerativeAttack):
                 store.save_surrogate(i, model, summary)
             else:
                 info["resumed"].setdefault("surrogates", []).append(i)
-            self.surrogates.append(model.eval().requires_grad_(False))
+            self.surrogate_models.append(model.eval().requires_grad_(False))
             summaries.append(summary)
         info["surrogates"] = summaries
         info["queries_by_phase"] = {k: int(v) for k, v in access.queries_by_phase.items() if k in (PHASE_GAN, PHASE_DATA)}
         self._info = info
         self.G.requires_grad_(False)
 
-    def _stage_keys(self, ctx: AttackContext) -> dict[str, str]:
-        """Keys of what each `prepare` stage computes (its settings + everything upstream + seed,
-        classes and code version); the attack-phase settings are not part of them."""
-        from mibench.cache import code_version
-
+    def _stage_keys(self, ctx: AttackContext) -> dict[str, dict[str, Any]]:
+        """What each `prepare` stage depends on (its settings + everything upstream + seed and the
+        target's class count and input size); the attack-phase settings are not part of them. The
+        code is added by the artifact cache."""
         cfg = asdict(self.config)
         gan = {k: v for k, v in cfg.items() if k.startswith("gan_")}
         data = {**gan, "samples_per_class": cfg["samples_per_class"]}
         surr = {**data, **{k: v for k, v in cfg.items() if k.startswith("surrogate") or k == "holdout_per_class"}}
-        common = {"seed": ctx.seed, "classes": ctx.access.num_classes, "input_size": ctx.access.input_size,
-                  "code": code_version("attacks/lokt.py", "generators/tacgan.py")}
-        out = {}
-        for stage, fields in (("tacgan", gan), ("labels", data), ("surrogates", surr)):
-            blob = json.dumps({**fields, **common}, sort_keys=True, default=str)
-            out[stage] = hashlib.sha256(blob.encode()).hexdigest()[:16]
-        return out
+        common = {"seed": ctx.seed, "classes": ctx.access.num_classes, "input_size": ctx.access.input_size}
+        return {stage: {**fields, **common} for stage, fields in (("tacgan", gan), ("labels", data),
+                                                                   ("surrogates", surr))}
 
     def _public_images(self, ctx: AttackContext) -> Tensor:
         """The public (attacker-side) images as uint8 (N, 3, R, R) at the T-ACGAN resolution."""
-        make = ctx.extras.get("public_data")
+        make = ctx.public_data
         if make is None:
             raise AttackError("LOKT needs public data to train its T-ACGAN, but the run provides none",
-                              fix="pass ctx.extras['public_data'] (the runner does this from the target's dataset)")
+                              fix="pass AttackContext.public_data (the runner does this from the target's dataset)")
         ds = make() if callable(make) else make
         x, _ = ds.load_tensors()
         r = self.config.gan_resolution
         if x.shape[-1] != r or x.shape[-2] != r:
             from mibench.data.base import resize_images
-            from mibench.imaging import to_uint8
+            from mibench.ops.imaging import to_uint8
 
             x = torch.cat([to_uint8(resize_images(x[i:i + 1000].float() / 255, r)) for i in range(0, len(x), 1000)])
         return x
@@ -329,7 +336,7 @@ class LOKTAttack(GenerativeAttack):
 
         Latents come from the counter RNG keyed by (class, index), so the data is the same however it
         is batched, and can be regenerated exactly on resume from the saved generator."""
-        from mibench.imaging import to_uint8
+        from mibench.ops.imaging import to_uint8
 
         cfg, K = self.config, ctx.access.num_classes
         y = torch.arange(K).repeat_interleave(cfg.samples_per_class)
@@ -375,13 +382,17 @@ class LOKTAttack(GenerativeAttack):
 
     def surrogate_ensemble(self) -> nn.Module:
         """The trained surrogates as one module: images (N, 3, H, W) in [0, 1] → averaged logits (N, K)."""
-        if not self.surrogates:
+        if not self.surrogate_models:
             raise AttackError("LOKT surrogates are not trained yet", fix="call prepare(ctx) first")
-        return SurrogateEnsemble(self.surrogates).eval()
+        return SurrogateEnsemble(self.surrogate_models).eval()
+
+    def surrogates(self) -> nn.Module:
+        """The surrogate ensemble (the harness reports its agreement with the target)."""
+        return self.surrogate_ensemble()
 
     # ------------------------------------------------------------------------------------ attack pipeline
     def _ready(self, ctx: AttackContext) -> None:
-        if self.G is None or not self.surrogates:
+        if self.G is None or not self.surrogate_models:
             self.prepare(ctx)
 
     def synthesize(self, z: Tensor, y: Tensor) -> Tensor:
@@ -401,9 +412,9 @@ class LOKTAttack(GenerativeAttack):
         for v in range(cfg.aug_views):
             xv = random_resized_crop(x, seed, keys, step * cfg.aug_views + v, cfg.aug_scale, cfg.aug_ratio,
                                      cfg.aug_flip)
-            for s in self.surrogates:
+            for s in self.surrogate_models:
                 total = total + self.loss_fn(s(xv), targets)
-        return total / (cfg.aug_views * len(self.surrogates))
+        return total / (cfg.aug_views * len(self.surrogate_models))
 
     def optimize(self, ctx: AttackContext, latents: Tensor, targets: Tensor,
                  keys: Tensor) -> tuple[Tensor, dict[str, Any]]:
@@ -458,46 +469,37 @@ def _dataset(images: Tensor, labels: Tensor, num_classes: int, split: str):
 
 
 class _Store:
-    """What `prepare` persists in `<run dir>/lokt/` (atomic writes), keyed by the attack's state key.
+    """What `prepare` persists in the run's attack folder (`<run dir>/lokt/`) — artifacts of the artifact cache, keyed by each
+    stage's settings, everything upstream and the code of this attack's import closure (so a change
+    to, e.g., the surrogates' training loop retrains them). A stage saved for other settings or code
+    is not found and is recomputed; a damaged file is one clear error naming it."""
 
-    A file written for another key (other settings or code) is ignored and overwritten."""
+    CODE = ("mibench.attacks.lokt",)
 
-    def __init__(self, run_dir: str | Path | None, keys: dict[str, str]):
-        self.root = None if run_dir is None else Path(run_dir) / "lokt"
+    def __init__(self, run_dir: str | Path | None, keys: dict[str, Any]):
+        self.cache = None if run_dir is None else ArtifactCache("lokt-run", root=Path(run_dir))
         self.keys = keys
 
-    def _meta(self, name: str, stage: str) -> dict[str, Any] | None:
-        if self.root is None:
-            return None
-        path = self.root / f"{name}.json"
-        try:
-            meta = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        return meta if meta.get("key") == self.keys[stage] else None
+    def _art(self, name: str, stage: str) -> Artifact | None:
+        return None if self.cache is None else self.cache.artifact(name, self.keys[stage], self.CODE)
 
-    def _tensors(self, name: str, meta: dict[str, Any]) -> dict[str, Tensor] | None:
+    def _load(self, name: str, stage: str) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
         from safetensors.torch import load_file
 
-        from mibench.fileio import sha256_file
-
-        path = self.root / f"{name}.safetensors"
-        try:
-            if sha256_file(path) != meta.get("sha256"):
-                return None
-            return load_file(str(path))
-        except Exception:  # damaged: recompute
+        art = self._art(name, stage)
+        if art is None or not art.exists():
             return None
+        meta = art.meta()
+        return load_file(str(art.file(".safetensors"))), meta
 
     def _write(self, name: str, stage: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        if self.root is None:
+        art = self._art(name, stage)
+        if art is None:
             return
         from safetensors.torch import save
 
-        blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
-        atomic_write_bytes(self.root / f"{name}.safetensors", blob)
-        atomic_write_json(self.root / f"{name}.json", {**meta, "key": self.keys[stage],
-                                                       "sha256": hashlib.sha256(blob).hexdigest()})
+        atomic_write_bytes(art.file(".safetensors"), save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
+        art.commit([".safetensors"], meta)
 
     # --- T-ACGAN
     def save_gan(self, G: TACGANGenerator, D: TACGANDiscriminator, summary: dict[str, Any]) -> None:
@@ -506,10 +508,10 @@ class _Store:
         self._write("tacgan", "tacgan", tensors, {"summary": summary, "queries": summary["queries"]})
 
     def load_gan(self, arch: TACGANArch, num_classes: int, device: torch.device):
-        meta = self._meta("tacgan", "tacgan")
-        tensors = None if meta is None else self._tensors("tacgan", meta)
-        if tensors is None:
+        hit = self._load("tacgan", "tacgan")
+        if hit is None:
             return None
+        tensors, meta = hit
         G, D = build_models(num_classes, arch, 0, device)
         G.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")})
         D.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})
@@ -521,10 +523,10 @@ class _Store:
                     {"queries": int(labels.numel()), "images_sha256": images_digest(images)})
 
     def load_labels(self, images: Tensor) -> Tensor | None:
-        meta = self._meta("surrogate-labels", "labels")
-        tensors = None if meta is None else self._tensors("surrogate-labels", meta)
-        if tensors is None or tensors["labels"].numel() != len(images):
+        hit = self._load("surrogate-labels", "labels")
+        if hit is None or hit[0]["labels"].numel() != len(images):
             return None
+        tensors, meta = hit
         if meta.get("images_sha256") != images_digest(images):
             # The regenerated images differ from the labelled ones (e.g. another device's arithmetic):
             # the labels still belong to the same latents, so they are kept, and the fact is logged.
@@ -534,28 +536,23 @@ class _Store:
 
     # --- surrogates
     def save_surrogate(self, i: int, model: nn.Module, summary: dict[str, Any]) -> None:
-        if self.root is None:
+        art = self._art(f"surrogate-{i}", "surrogates")
+        if art is None:
             return
         from mibench.classifiers.checkpoint import save_classifier
 
-        save_classifier(model, self.root / f"surrogate-{i}", meta={"lokt_key": self.keys["surrogates"],
-                                                                      "lokt_summary": summary})
+        save_classifier(model, art.stem, meta={"lokt_summary": summary})
+        art.commit([".safetensors", ".json"], {"summary": summary})
 
     def load_surrogate(self, i: int, spec: SurrogateSpec, device: torch.device):
-        if self.root is None:
+        art = self._art(f"surrogate-{i}", "surrogates")
+        if art is None or not art.exists():
             return None, None
-        from mibench.classifiers.checkpoint import load_classifier, read_meta
+        from mibench.classifiers.checkpoint import load_classifier
 
-        stem = self.root / f"surrogate-{i}"
-        try:
-            meta = read_meta(stem)
-            if meta.get("lokt_key") != self.keys["surrogates"] or meta.get("architecture") != spec.architecture:
-                return None, None
-            model, meta = load_classifier(stem, device=device)
-        except Exception:  # missing or damaged: retrain
-            return None, None
+        art.meta()
+        model, meta = load_classifier(art.stem, expected_arch=spec.architecture, device=device)
         return model, meta["lokt_summary"]
 
 
-ATTACKS.register("lokt", description="LOKT (Nguyen et al., NeurIPS 2023): label-only; T-ACGAN + surrogate "
-                 "ensemble + PLG-MI-style inversion of the surrogates")(LOKTAttack)
+ATTACKS.register("lokt", description=LOKTAttack.description)(LOKTAttack)

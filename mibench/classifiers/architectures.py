@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from mibench.classifiers.base import IMAGENET_MEAN, IMAGENET_STD, Backbone, Classifier
+from mibench.classifiers.state_dict import map_state_dict, read_state_dict, summarise_mismatch
 from mibench.errors import CardError, CheckpointError
 from mibench.registry import ARCHITECTURES
 
@@ -274,8 +275,6 @@ def build_classifier(arch: str, num_classes: int, input_size: int, arch_params: 
 
 def load_backbone_weights(model: Classifier, path: str | Path) -> None:
     """Load a local weights file (e.g. ImageNet weights) into `model.backbone`, ignoring its classifier."""
-    from mibench.classifiers.checkpoint import map_state_dict, read_state_dict, summarise_mismatch
-
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError("pretrained weights file not found", path=path,

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mibench.cards import Augment, TrainRecipe
 from mibench.classifiers.base import Classifier
+from mibench.classifiers.recipe import Augment, TrainRecipe
 from mibench.data.base import ImageDataset
 from mibench.errors import DataError
 from mibench.seeding import make_generator
@@ -143,6 +143,26 @@ def evaluate_accuracy(model: Classifier, ds: ImageDataset, device: str | torch.d
 
 # ------------------------------------------------------------------------------------ training
 
+class PlainCrossEntropy:
+    """The loss of an undefended classifier (what `train_classifier` uses without a defense):
+    cross-entropy, every parameter with requires_grad trained. Defenses implement the same three
+    members (`mibench.defenses.base.Defense`)."""
+
+    kind = "none"
+    needs_prepare = False
+
+    def loss(self, model: Classifier, x: torch.Tensor, y: torch.Tensor,
+             progress: float) -> tuple[torch.Tensor, dict[str, float]]:
+        """(scalar loss, logs) for images x (N, 3, H, W) in [0, 1] and labels y (N,)."""
+        logits = model(x)
+        ce = F.cross_entropy(logits, y)
+        return ce, {"ce": float(ce.detach()), "acc": float((logits.detach().argmax(dim=1) == y).float().mean())}
+
+    def trainable_parameters(self, model: Classifier):
+        """The parameters the optimizer updates (those with requires_grad)."""
+        return (p for p in model.parameters() if p.requires_grad)
+
+
 def train_classifier(model: Classifier, train_ds: ImageDataset, test_ds: ImageDataset | None,
                      recipe: TrainRecipe, *, defense: Any = None, device: str | torch.device = "cpu",
                      progress: bool = True, desc: str = "", keep_best: bool = False,
@@ -157,9 +177,7 @@ def train_classifier(model: Classifier, train_ds: ImageDataset, test_ds: ImageDa
     from tqdm import tqdm
 
     if defense is None:
-        from mibench.defenses import build_defense
-
-        defense = build_defense("none", {})
+        defense = PlainCrossEntropy()
     if getattr(defense, "needs_prepare", False) and not getattr(defense, "prepared", False):
         raise ValueError(f"defense '{defense.kind}' must be prepared first: call defense.prepare(model, ctx)")
     device = torch.device(device)

@@ -114,7 +114,7 @@ def resolve_files(img_dir: Path, names: list[str]) -> list[str]:
 @DATASETS.register(
     KIND, splits=SPLITS,
     description="CelebA (aligned): top-N identities as private classes (seeded 90/10 split), the rest public",
-    layout=LAYOUT)
+    layout=LAYOUT, attack_preset=KIND)
 def celeba(split: str, root: str | Path | None = None, *, resolution: int = 224,
            center_crop: float | int | None = None, num_identities: int = 1000, test_fraction: float = 0.1,
            seed: int = 0, **unknown: Any) -> FileImageDataset:

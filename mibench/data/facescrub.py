@@ -62,7 +62,7 @@ def person_folders(root: Path) -> dict[str, list[Path]]:
 @DATASETS.register(
     KIND, splits=LABELLED_SPLITS,
     description="FaceScrub cropped faces: all actors + actresses as classes (sorted), seeded 90/10 split",
-    layout=LAYOUT)
+    layout=LAYOUT, attack_preset=KIND)
 def facescrub(split: str, root: str | Path | None = None, *, resolution: int = 224,
               center_crop: float | int | None = None, test_fraction: float = 0.1, seed: int = 0,
               **unknown: Any) -> FileImageDataset:

@@ -191,7 +191,7 @@ _IMAGEFOLDER_LAYOUT = ("root/<class>/**/*.jpg|png (seeded split), or root/train/
 @DATASETS.register(
     "imagefolder", splits=LABELLED_SPLITS,
     description="Generic labelled image folder: one sub-folder per class (classes sorted by folder name)",
-    layout=_IMAGEFOLDER_LAYOUT)
+    layout=_IMAGEFOLDER_LAYOUT, attack_preset="facescrub")  # the paper setting it resembles most
 def imagefolder(split: str, root: str | Path | None = None, *, resolution: int = 224,
                 center_crop: float | int | None = None, test_fraction: float = 0.1, seed: int = 0,
                 **unknown: Any) -> FileImageDataset:

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from mibench.data.base import ImageDataset
-from mibench.imaging import grid, save_png
+from mibench.ops.imaging import grid, save_png
 
 
 def contact_sheet(ds: ImageDataset, identities: int = 8, per_identity: int = 10,

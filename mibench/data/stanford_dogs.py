@@ -122,7 +122,7 @@ def listed_pairs(entries: list[str], images: Path, index: dict[str, int], list_p
 @DATASETS.register(
     KIND, splits=LABELLED_SPLITS,
     description="Stanford Dogs: breeds as classes (folders sorted), official train/test lists",
-    layout=LAYOUT)
+    layout=LAYOUT, attack_preset=KIND)
 def stanford_dogs(split: str, root: str | Path | None = None, *, resolution: int = 224,
                   center_crop: float | int | None = None, test_fraction: float = 0.1, seed: int = 0,
                   **unknown: Any) -> FileImageDataset:

@@ -31,10 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import math
-import warnings
 import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,13 +42,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load, save_file
 
-from mibench.cache import cache_dir, code_version
 from mibench.data.base import TensorImageDataset
 from mibench.errors import DataError
-from mibench.fileio import atomic_path
+from mibench.ops.cache import Artifact, ArtifactCache
+from mibench.ops.fileio import atomic_path
 from mibench.registry import DATASETS, suggest
 
 SPLITS = ["private-train", "private-test", "public", "public-shifted"]
@@ -858,60 +854,43 @@ def render_split(split: str, params: SynthFacesParams, *,
 
 
 def cache_key(split: str, params: SynthFacesParams) -> dict[str, Any]:
-    """Everything that decides a split's bytes: split, resolution, seed, its counts and the code version."""
-    key = {"format": CACHE_FORMAT, "code": code_version("data/synthfaces.py"), "split": split,
-           "resolution": params.resolution, "seed": params.seed}
+    """Everything that decides a split's bytes besides the code: split, resolution, seed, its counts."""
+    key = {"format": CACHE_FORMAT, "split": split, "resolution": params.resolution, "seed": params.seed}
     key.update({f: getattr(params, f) for f in _SPLIT_FIELDS[split]})
     return key
 
 
-def cache_path(split: str, params: SynthFacesParams) -> Path:
-    """The split's cache file: `cache_dir()/synthfaces/<split>-<R>px-<hash of cache_key>.safetensors`."""
-    digest = hashlib.sha256(json.dumps(cache_key(split, params), sort_keys=True).encode()).hexdigest()[:16]
-    return cache_dir() / "synthfaces" / f"{split}-{params.resolution}px-{digest}.safetensors"
-
-
-def _digest(images: torch.Tensor, labels: torch.Tensor) -> str:
-    h = hashlib.sha256(images.contiguous().numpy().data)
-    h.update(labels.contiguous().numpy().data)
-    return h.hexdigest()
-
-
-def _read_cache(path: Path, split: str, params: SynthFacesParams) -> tuple[torch.Tensor, torch.Tensor]:
-    """Load and verify a cached split; any mismatch raises ValueError (the caller re-renders)."""
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        images, labels = f.get_tensor("images"), f.get_tensor("labels")
-    if json.loads(meta.get("key", "null")) != cache_key(split, params):
-        raise ValueError("cache key differs")
-    plan = split_plan(split, params)
-    r = params.resolution
-    if images.dtype != torch.uint8 or tuple(images.shape) != (len(plan.labels), 3, r, r):
-        raise ValueError(f"images have dtype {images.dtype} and shape {tuple(images.shape)}")
-    if labels.dtype != torch.int64 or not torch.equal(labels, torch.from_numpy(plan.labels)):
-        raise ValueError("labels differ from the split layout")
-    if meta.get("sha256") != _digest(images, labels):
-        raise ValueError("content checksum mismatch")
-    return images, labels
+def cache_artifact(split: str, params: SynthFacesParams) -> Artifact:
+    """The split's cache entry: `cache_dir()/synthfaces/<split>-<R>px-<key>.safetensors` (+ sidecar)."""
+    return ArtifactCache("synthfaces").artifact(f"{split}-{params.resolution}px", cache_key(split, params),
+                                                code=("mibench.data.synthfaces",))
 
 
 def load_split(split: str, params: SynthFacesParams) -> tuple[torch.Tensor, torch.Tensor]:
     """A split's (images uint8 (N, 3, R, R), labels (N,)) from the cache, rendering (and caching) on a miss.
 
-    A cache file that is unreadable, truncated, or whose checksum or layout does not match is
-    re-rendered and replaced, never trusted.
-    """
-    path = cache_path(split, params)
-    if path.exists():
-        try:
-            return _read_cache(path, split, params)
-        except Exception as exc:  # any corruption (header, size, content) means: render again
-            warnings.warn(f"synthfaces: ignoring corrupt cache file {path} ({type(exc).__name__}: {exc}); "
-                          "re-rendering", stacklevel=2)
-    images, labels = render_split(split, params)
-    meta = {"key": json.dumps(cache_key(split, params), sort_keys=True), "sha256": _digest(images, labels)}
-    with atomic_path(path) as tmp:
-        save_file({"images": images, "labels": labels}, str(tmp), metadata=meta)
+    A cache file whose sha256 differs from its record is one clear error (delete it to re-render)."""
+    art = cache_artifact(split, params)
+    rendered: dict[str, torch.Tensor] = {}
+
+    def build(a: Artifact):
+        rendered["images"], rendered["labels"] = render_split(split, params)
+        with atomic_path(a.file(".safetensors")) as tmp:
+            save_file(rendered, str(tmp))
+        return [".safetensors"], {"images": len(rendered["images"])}
+
+    ArtifactCache("synthfaces").get_or_build(art, build)
+    if rendered:
+        return rendered["images"], rendered["labels"]
+    # Read into memory (not memory-mapped): the tensors stay valid whatever happens to the file.
+    tensors = load(art.file(".safetensors").read_bytes())
+    images, labels = tensors["images"], tensors["labels"]
+    plan = split_plan(split, params)
+    r = params.resolution
+    if (images.dtype != torch.uint8 or tuple(images.shape) != (len(plan.labels), 3, r, r)
+            or not torch.equal(labels, torch.from_numpy(plan.labels))):
+        raise DataError("cached synthfaces split does not match its layout", path=art.file(".safetensors"),
+                        fix=f"delete {art.stem}* to re-render it")
     return images, labels
 
 
@@ -938,13 +917,15 @@ def synthfaces(split: str, root: str | Path | None = None, *, name: str = "synth
     return TensorImageDataset(images, labels, split_plan(split, cfg).class_names, name=name, split=split)
 
 
-@DATASETS.register("synthfaces32", splits=SPLITS, description=_DESCRIPTION.format(r=32), synthetic=True)
+@DATASETS.register("synthfaces32", splits=SPLITS, description=_DESCRIPTION.format(r=32), synthetic=True,
+                   attack_preset="synthfaces")
 def synthfaces32(split: str, root: str | Path | None = None, **params: Any) -> TensorImageDataset:
     """`synthfaces` at 32 px (override with `resolution=`)."""
     return synthfaces(split, root, name="synthfaces32", **{"resolution": 32, **params})
 
 
-@DATASETS.register("synthfaces64", splits=SPLITS, description=_DESCRIPTION.format(r=64), synthetic=True)
+@DATASETS.register("synthfaces64", splits=SPLITS, description=_DESCRIPTION.format(r=64), synthetic=True,
+                   attack_preset="synthfaces")
 def synthfaces64(split: str, root: str | Path | None = None, **params: Any) -> TensorImageDataset:
     """`synthfaces` at 64 px (override with `resolution=`)."""
     return synthfaces(split, root, name="synthfaces64", **{"resolution": 64, **params})

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from mibench.cards import TrainRecipe
 from mibench.classifiers.base import Classifier
+from mibench.classifiers.recipe import TrainRecipe
 from mibench.data.base import ImageDataset
 from mibench.errors import CardError
 from mibench.registry import DEFENSES
@@ -57,6 +57,7 @@ class Defense:
     paper: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
     needs_prepare: ClassVar[bool] = False  # training refuses to start before prepare() when True
+    needs_public_pretraining: ClassVar[bool] = False  # the zoo hands prepare() public data (or a cached state)
 
     def __init__(self, params: dict[str, Any] | Any = None, *, path: str | Path | None = None):
         if params is None or isinstance(params, dict):
@@ -91,6 +92,11 @@ class Defense:
     def trainable_parameters(self, model: Classifier) -> Iterator[torch.nn.Parameter]:
         """The parameters the optimizer updates (those with requires_grad)."""
         return (p for p in model.parameters() if p.requires_grad)
+
+    def wrap_access(self, access: Any) -> Any:
+        """The access object attacks get (a query-time defense — output rounding, top-1 only — wraps
+        it here). Default: unchanged."""
+        return access
 
     def describe(self) -> dict[str, Any]:
         """Kind, resolved hyper-parameters and paper (recorded in checkpoints and entries)."""

@@ -62,6 +62,7 @@ class TLDMI(Defense):
     paper = PAPER
     Params = TLDMIParams
     needs_prepare = True
+    needs_public_pretraining = True
 
     def pretrain(self, model: Classifier, ctx: DefenseContext) -> dict:
         """Train a copy of `model`'s architecture on the public data; returns its backbone state dict."""

@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mibench.errors import CardError
-from mibench.registry import GENERATORS
 
 # ---------------------------------------------------------------------------------------------------
 # Primitives
@@ -740,15 +739,3 @@ def generator_kwargs(params: dict[str, Any], resolution: int) -> dict[str, Any]:
         mapping_kwargs=dict(params.get("mapping_kwargs") or {}),
         synthesis_kwargs=dict(params.get("synthesis_kwargs") or {}),
     )
-
-
-@GENERATORS.register("stylegan2", description="StyleGAN2 (stylegan2-ada-pytorch compatible; loads official "
-                                              "G_ema checkpoints safely)")
-def build(params: dict[str, Any], resolution: int) -> Generator:
-    """A freshly initialised `Generator` from a card's constructor args (official defaults otherwise)."""
-    kwargs = generator_kwargs(params, resolution)
-    try:
-        return Generator(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise CardError(f"invalid StyleGAN2 constructor arguments: {exc}", field="params",
-                        fix="use the official stylegan2-ada-pytorch Generator argument names") from exc

@@ -38,7 +38,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -46,9 +45,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from mibench.cache import cache_dir, code_version
 from mibench.errors import CardError, CheckpointError
-from mibench.fileio import atomic_write_bytes, atomic_write_json, file_lock, sha256_file
+from mibench.generators.base import PriorKind
+from mibench.ops.cache import Artifact, ArtifactCache
+from mibench.ops.fileio import atomic_write_bytes
 from mibench.registry import GENERATORS
 from mibench.seeding import derive_seed, make_generator
 
@@ -281,22 +281,31 @@ def build_models(num_classes: int, arch: TACGANArch, seed: int,
     return G.to(device), D.to(device)
 
 
-@GENERATORS.register("tacgan", description="T-ACGAN (LOKT): conditional ResNet generator with class-conditional "
-                                          "batch norm, trained with target hard labels")
-def build(params: dict[str, Any], resolution: int) -> TACGANGenerator:
-    """A freshly initialised generator; params: num_classes (required), z_dim, width, upsample, seed."""
-    params = dict(params)
-    if "num_classes" not in params:
-        raise CardError("a tacgan generator needs params.num_classes", field="params.num_classes")
-    allowed = {"num_classes", "z_dim", "width", "upsample", "seed"}
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise CardError(f"unknown tacgan parameter '{unknown[0]}'", field=f"params.{unknown[0]}",
-                        fix=f"allowed: {', '.join(sorted(allowed))}")
-    arch = TACGANArch(resolution=resolution, z_dim=int(params.get("z_dim", 128)),
-                      g_width=int(params.get("width", 64)), upsample=params.get("upsample", "nearest"))
-    arch.validate()
-    return build_models(int(params["num_classes"]), arch, int(params.get("seed", 0)))[0]
+class TACGANKind(PriorKind):
+    """T-ACGAN (LOKT): trained per target by the LOKT attack (with the target's labels), never by the zoo."""
+
+    name = "tacgan"
+    description = ("T-ACGAN (LOKT): conditional ResNet generator with class-conditional batch norm, trained "
+                   "with target hard labels")
+    trained_by_zoo = False
+
+    def build(self, params: dict[str, Any], resolution: int) -> TACGANGenerator:
+        """A freshly initialised generator; params: num_classes (required), z_dim, width, upsample, seed."""
+        params = dict(params)
+        if "num_classes" not in params:
+            raise CardError("a tacgan generator needs params.num_classes", field="params.num_classes")
+        allowed = {"num_classes", "z_dim", "width", "upsample", "seed"}
+        unknown = sorted(set(params) - allowed)
+        if unknown:
+            raise CardError(f"unknown tacgan parameter '{unknown[0]}'", field=f"params.{unknown[0]}",
+                            fix=f"allowed: {', '.join(sorted(allowed))}")
+        arch = TACGANArch(resolution=resolution, z_dim=int(params.get("z_dim", 128)),
+                          g_width=int(params.get("width", 64)), upsample=params.get("upsample", "nearest"))
+        arch.validate()
+        return build_models(int(params["num_classes"]), arch, int(params.get("seed", 0)))[0]
+
+
+GENERATORS.register("tacgan", description=TACGANKind.description)(TACGANKind())
 
 
 # ------------------------------------------------------------------------------------------ state helpers
@@ -483,36 +492,27 @@ def calibrate_batchnorm(G: TACGANGenerator, batches: int, batch_size: int, seed:
         G.eval()
 
 
-def warmup_cache_path(digest: str, arch: TACGANArch, recipe: TACGANRecipe, seed: int) -> Path:
-    """Weights file of the cached warm-up for this public data / architecture / recipe / seed."""
-    key = {"data": digest, "arch": asdict(arch), "recipe": {k: getattr(recipe, k) for k in WARMUP_FIELDS},
-           "seed": seed, "code": code_version("generators/tacgan.py")}
-    h = hashlib.sha256(json.dumps(key, sort_keys=True, default=list).encode()).hexdigest()[:16]
-    return cache_dir() / "lokt" / f"tacgan-warmup-r{arch.resolution}-{h}.safetensors"
-
-
+WARMUPS = ArtifactCache("lokt")
 WarmupState = dict[str, dict[str, Tensor]]  # {"G": …, "G_ema": …, "D": …}, class-free state dicts
 
 
-def _read_warmup(path: Path) -> tuple[WarmupState, dict[str, Any]] | None:
+def warmup_artifact(digest: str, arch: TACGANArch, recipe: TACGANRecipe, seed: int) -> Artifact:
+    """The cached warm-up for this public data / architecture / recipe / seed (and this module's code)."""
+    return WARMUPS.artifact(f"tacgan-warmup-r{arch.resolution}", {
+        "data": digest, "arch": asdict(arch), "recipe": {k: getattr(recipe, k) for k in WARMUP_FIELDS},
+        "seed": seed}, code=("mibench.generators.tacgan",))
+
+
+def _read_warmup(art: Artifact) -> tuple[WarmupState, dict[str, Any]]:
     from safetensors.torch import load_file
 
-    record = path.with_suffix(".json")
-    if not (path.is_file() and record.is_file()):
-        return None
-    try:
-        meta = json.loads(record.read_text())
-        if sha256_file(path) != meta["sha256"]:
-            return None
-        tensors = load_file(str(path))
-    except Exception:  # a damaged cache entry is retrained, never trusted
-        return None
+    summary = art.meta()["summary"]  # checks the sha256 (a damaged file is one clear error)
     state: WarmupState = {"G": {}, "G_ema": {}, "D": {}}
-    for k, v in tensors.items():
+    for k, v in load_file(str(art.file(".safetensors"))).items():
         net, _, name = k.partition("/")
         if net in state:
             state[net][name] = v
-    return state, meta["summary"]
+    return state, summary
 
 
 def warmup(real: Tensor, arch: TACGANArch, recipe: TACGANRecipe, *, seed: int = 0,
@@ -523,36 +523,39 @@ def warmup(real: Tensor, arch: TACGANArch, recipe: TACGANRecipe, *, seed: int = 
     involved) and cached. Without EMA, G_ema is G."""
 
     device = torch.device(device)
-    path = warmup_cache_path(images_digest(real), arch, recipe, seed) if cache else None
-    if path is None:
-        return _warmup_train(real, arch, recipe, seed, device, progress, None)
+    if not cache:
+        return _warmup_train(real, arch, recipe, seed, device, progress)
+    art = warmup_artifact(images_digest(real), arch, recipe, seed)
+    trained: dict[str, Any] = {}
+
+    def build(a: Artifact):
+        from safetensors.torch import save
+
+        state, summary = _warmup_train(real, arch, recipe, seed, device, progress)
+        trained["state"] = state
+        atomic_write_bytes(a.file(".safetensors"),
+                           save({f"{net}/{k}": v for net, sd in state.items() for k, v in sd.items()}))
+        return [".safetensors"], {"summary": summary, "arch": asdict(arch), "seed": seed,
+                                  "recipe": {k: getattr(recipe, k) for k in WARMUP_FIELDS}}
+
     # Runs started together (suite workers, torchrun ranks) share one warm-up: the first trains it.
-    with file_lock(path.with_suffix(".lock")):
-        hit = _read_warmup(path)
-        if hit is not None:
-            return hit[0], {**hit[1], "cached": True, "cache_file": str(path)}
-        return _warmup_train(real, arch, recipe, seed, device, progress, path)
+    meta = WARMUPS.get_or_build(art, build)
+    if "state" in trained:
+        return trained["state"], {**meta["summary"], "cached": False, "cache_file": str(art.file(".safetensors"))}
+    state, summary = _read_warmup(art)
+    return state, {**summary, "cached": True, "cache_file": str(art.file(".safetensors"))}
 
 
 def _warmup_train(real: Tensor, arch: TACGANArch, recipe: TACGANRecipe, seed: int, device: torch.device,
-                  progress: bool, path: Path | None) -> tuple[WarmupState, dict[str, Any]]:
-    """Train the unconditional warm-up and cache it at `path` (when given)."""
-    from safetensors.torch import save
-
+                  progress: bool) -> tuple[WarmupState, dict[str, Any]]:
+    """Train the unconditional warm-up."""
     G, D = build_models(1, arch, seed, device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if recipe.ema_beta is not None else None
     summary = _train_phase(G, D, real, recipe, steps=recipe.warmup_steps, seed=seed, phase="warmup",
                            device=device, labeler=None, progress=progress, G_ema=G_ema)
     state: WarmupState = {"G": class_free_state(G), "G_ema": class_free_state(G_ema if G_ema is not None else G),
                           "D": class_free_state(D)}
-    if path is not None:
-        blob = save({f"{net}/{k}": v for net, sd in state.items() for k, v in sd.items()})
-        atomic_write_bytes(path, blob)
-        atomic_write_json(path.with_suffix(".json"), {
-            "sha256": hashlib.sha256(blob).hexdigest(), "summary": summary, "arch": asdict(arch),
-            "recipe": {k: getattr(recipe, k) for k in WARMUP_FIELDS}, "seed": seed,
-            "code_version": code_version("generators/tacgan.py")})
-    return state, {**summary, "cached": False, "cache_file": None if path is None else str(path)}
+    return state, summary
 
 
 def train_tacgan(real: Tensor, labeler: Callable[[Tensor], Tensor], num_classes: int, arch: TACGANArch,

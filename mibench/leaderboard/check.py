@@ -22,7 +22,7 @@ import yaml
 
 from mibench.errors import MIBenchError
 from mibench.leaderboard.entries import ENTRIES_DIR, collect
-from mibench.runner import RunSpec, parse_classes, resolve
+from mibench.run.spec import RunSpec, parse_classes, resolve
 from mibench.typed import from_dict
 
 SUITE_FILE = Path("leaderboard") / "regression.yaml"
@@ -91,8 +91,8 @@ def run_check(suite: RegressionSuite, *, entries_dir: Path = ENTRIES_DIR, out: P
               device: str = "auto", progress: bool = True) -> list[CheckRow]:
     """Run the suite and compare with the baseline entries; returns the comparison rows."""
     from mibench import zoo
-    from mibench.runner import resolve_device
-    from mibench.suite import run_many
+    from mibench.run.execute import resolve_device
+    from mibench.run.suite import run_many
 
     baselines = {e["entry_id"]: e for e, _ in collect(entries_dir)}
     specs = suite.specs()

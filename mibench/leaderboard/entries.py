@@ -1,53 +1,17 @@
 """Leaderboard entries: one JSON file per result, validated against the versioned JSON Schema
-(`entry.schema.json`), collected from `leaderboard/entries/` and from run folders."""
+(`mibench/run/entry.schema.json`, owned by `mibench.run.entry`), collected from
+`leaderboard/entries/` and from run folders."""
 
 from __future__ import annotations
 
-import json
 import shutil
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+from mibench.ops.fileio import atomic_write_bytes, atomic_write_json
+from mibench.run.entry import load_entry, schema, validate_entry  # noqa: F401  (the schema lives with the entry)
 
-from mibench.errors import MIBenchError
-from mibench.fileio import atomic_write_bytes, atomic_write_json
-
-SCHEMA_FILE = Path(__file__).with_name("entry.schema.json")
 ENTRIES_DIR = Path("leaderboard") / "entries"
-
-
-@lru_cache(maxsize=1)
-def schema() -> dict[str, Any]:
-    """The entry JSON Schema."""
-    return json.loads(SCHEMA_FILE.read_text())
-
-
-def validate_entry(entry: Any, path: str | Path) -> dict[str, Any]:
-    """Return `entry` if it satisfies the schema, else raise one MIBenchError naming the field."""
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(entry), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = errors[0]
-        field = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-        raise MIBenchError(f"not a valid leaderboard entry: {err.message}{more}", path=path, field=field,
-                           fix="regenerate it with `mibench run` or fix the field")
-    return entry
-
-
-def load_entry(path: str | Path) -> dict[str, Any]:
-    """Read and validate one entry file."""
-    path = Path(path)
-    try:
-        entry = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise MIBenchError(f"not valid JSON (line {exc.lineno}): {exc.msg}", path=path,
-                           fix="regenerate the entry or repair the file") from None
-    except OSError as exc:
-        raise MIBenchError(f"cannot read entry: {exc.strerror}", path=path) from None
-    return validate_entry(entry, path)
 
 
 def entry_files(folder: Path) -> list[Path]:

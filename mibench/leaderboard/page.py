@@ -17,9 +17,10 @@ import jinja2
 import pandas as pd
 
 from mibench import __version__
-from mibench.fileio import atomic_write_text
 from mibench.leaderboard.entries import copy_grid
-from mibench.leaderboard.table import matrix, to_frame
+from mibench.leaderboard.table import matrix, metric_columns, to_frame
+from mibench.metrics.base import Column
+from mibench.ops.fileio import atomic_write_text
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
@@ -38,6 +39,16 @@ def _fmt(v: Any, pct: bool = False, digits: int = 3) -> str:
     if isinstance(v, float):
         return f"{v:.{digits}g}"
     return str(v)
+
+
+def metric_cell(col: Column, m: dict[str, Any]) -> tuple[str, Any, str]:
+    """(page key, sort value, text) of one metric column; a missing value falls back to the column's
+    `fallback` (marked ᵉ, e.g. FID → FID in evaluation-model features)."""
+    v = m.get(col.name)
+    if v is None and col.fallback and m.get(col.fallback) is not None:
+        v = m.get(col.fallback)
+        return col.page_key, v, _fmt(v, pct=col.percent, digits=col.digits) + "ᵉ"
+    return col.page_key, v, _fmt(v, pct=col.percent, digits=col.digits)
 
 
 def plot_points(entries: list[dict[str, Any]], width: int = 520, height: int = 360,
@@ -74,21 +85,18 @@ def render_site(entries: list[tuple[dict[str, Any], Path]], site_dir: Path) -> P
     """Write index.html and the grids; returns the page path."""
     site_dir.mkdir(parents=True, exist_ok=True)
     plain = [e for e, _ in entries]
+    page_cols = [c for c in metric_columns(plain) if c.page_key]
     rows = []
     for entry, path in entries:
         grid_rel = f"assets/{entry['entry_id']}.png"
         has_grid = copy_grid(path, site_dir / grid_rel)
         m, t = entry["metrics"], entry["target"]
-        fid = m.get("fid") if m.get("fid") is not None else m.get("fid_eval")
         rows.append({
             "id": entry["entry_id"], "dataset": entry["dataset"], "target": t["name"],
             "defense": t["defense"]["card"], "attack": entry["attack"]["name"],
             "prior": (entry.get("prior") or {}).get("name", "—"),
             "cells": [
-                ("acc1", m.get("acc@1"), _fmt(m.get("acc@1"), pct=True)),
-                ("acc5", m.get("acc@5"), _fmt(m.get("acc@5"), pct=True)),
-                ("knn", m.get("knn_dist"), _fmt(m.get("knn_dist"))),
-                ("fid", fid, _fmt(fid) + ("" if m.get("fid") is not None or fid is None else "ᵉ")),
+                *(metric_cell(c, m) for c in page_cols),
                 ("nat", t.get("natural_accuracy"), _fmt(t.get("natural_accuracy"), pct=True)),
                 ("queries", entry["queries"]["total"], f"{entry['queries']['total']:,}"),
                 ("time", entry["wall_time_s"], f"{entry['wall_time_s']:.0f}"),
@@ -107,6 +115,7 @@ def render_site(entries: list[tuple[dict[str, Any], Path]], site_dir: Path) -> P
                                   for d in mat.index]})
     html = _env().get_template("index.html.j2").render(
         rows=rows, matrices=matrices, plot=plot_points(plain), version=__version__,
+        metric_headers=[{"key": c.page_key, "label": c.page_label or c.name} for c in page_cols],
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         datasets=sorted({r["dataset"] for r in rows}), defenses=sorted({r["defense"] for r in rows}),
         attacks=sorted({r["attack"] for r in rows}))

@@ -7,15 +7,28 @@ from typing import Any
 
 import pandas as pd
 
-from mibench.fileio import atomic_write_text
+from mibench.metrics.base import Column, all_columns
+from mibench.ops.fileio import atomic_write_text
+from mibench.registry import METRICS
 
-COLUMNS = ["entry_id", "dataset", "target", "architecture", "defense", "defense_params", "attack", "access",
-           "prior", "evaluator", "evaluator_acc", "natural_acc", "acc@1", "acc@5", "knn_dist", "facenet_dist",
-           "fid", "fid_eval", "precision", "recall", "density", "coverage", "queries", "wall_time_s",
-           "classes", "seed", "device", "created"]
+HEAD = ["entry_id", "dataset", "target", "architecture", "defense", "defense_params", "attack", "access",
+        "prior", "evaluator", "evaluator_acc", "natural_acc"]
+TAIL = ["queries", "wall_time_s", "classes", "seed", "device", "created"]
 
 
-def entry_row(entry: dict[str, Any]) -> dict[str, Any]:
+def metric_columns(entries: list[dict[str, Any]]) -> list[Column]:
+    """The metric registry's columns: every default metric's, and an optional metric's when an entry has it."""
+    present = {k for e in entries for k in e["metrics"]}
+    names = [n for n in METRICS.names() if any(c.name in present for c in METRICS.get(n).columns)]
+    return all_columns(names)
+
+
+def columns(entries: list[dict[str, Any]]) -> list[str]:
+    """The CSV's columns, in order."""
+    return HEAD + [c.name for c in metric_columns(entries)] + TAIL
+
+
+def entry_row(entry: dict[str, Any], metric_names: list[str] | None = None) -> dict[str, Any]:
     """One flat row of an entry."""
     m, t = entry["metrics"], entry["target"]
     params = t["defense"].get("params") or {}
@@ -26,8 +39,7 @@ def entry_row(entry: dict[str, Any]) -> dict[str, Any]:
         "attack": entry["attack"]["name"], "access": entry["attack"]["access"],
         "prior": (entry.get("prior") or {}).get("name", ""), "evaluator": entry["evaluator"]["name"],
         "evaluator_acc": entry["evaluator"].get("accuracy"), "natural_acc": t.get("natural_accuracy"),
-        **{k: m.get(k) for k in ("acc@1", "acc@5", "knn_dist", "facenet_dist", "fid", "fid_eval", "precision",
-                                 "recall", "density", "coverage")},
+        **{k: m.get(k) for k in (metric_names or [c.name for c in metric_columns([entry])])},
         "queries": entry["queries"]["total"], "wall_time_s": entry["wall_time_s"],
         "classes": len(entry["classes"]), "seed": entry["seed"],
         "device": entry["environment"].get("device"), "created": entry["created"],
@@ -36,7 +48,8 @@ def entry_row(entry: dict[str, Any]) -> dict[str, Any]:
 
 def to_frame(entries: list[dict[str, Any]]) -> pd.DataFrame:
     """All entries as a DataFrame (fixed column order), sorted by dataset, target, attack."""
-    df = pd.DataFrame([entry_row(e) for e in entries], columns=COLUMNS)
+    names = [c.name for c in metric_columns(entries)]
+    df = pd.DataFrame([entry_row(e, names) for e in entries], columns=columns(entries))
     return df.sort_values(["dataset", "target", "attack", "entry_id"], kind="stable").reset_index(drop=True)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
+from mibench.metrics.base import ClassBatch, Column, Metric
 from mibench.registry import METRICS
 
 
@@ -65,9 +66,25 @@ def per_class_accuracy(logits: torch.Tensor, targets: torch.Tensor,
     return out
 
 
-METRICS.register("acc@1", description="attack accuracy top-1: share of reconstructions the evaluation model "
-                 "classifies as the attacked class", more_leakage="higher", features="evaluation model",
-                 unit="fraction")(attack_accuracy)
-METRICS.register("acc@5", description="attack accuracy top-5: share of reconstructions whose attacked class is "
-                 "among the evaluation model's 5 highest scores", more_leakage="higher",
-                 features="evaluation model", unit="fraction")(attack_accuracy)
+class AttackAccuracy(Metric):
+    """Top-1 / top-5 attack accuracy of each class's reconstructions; the run's value is the mean over
+    all attacked classes (a class whose attack failed counts as 0)."""
+
+    name = "attack_accuracy"
+    description = ("attack accuracy top-1 / top-5: share of reconstructions the evaluation model classifies as "
+                   "the attacked class (top-5: among its 5 highest scores)")
+    columns = (Column("acc@1", "higher", "attack accuracy top-1", percent=True, page_key="acc1",
+                      page_label="acc@1 %", in_table=True, required=True, unit="fraction"),
+               Column("acc@5", "higher", "attack accuracy top-5", percent=True, page_key="acc5",
+                      page_label="acc@5 %", in_table=True, required=True, unit="fraction"))
+    scope = "class"
+    aggregate = "all"
+    order = 10
+
+    def score_class(self, ctx, batch: ClassBatch) -> dict[str, float]:
+        """acc@1 and acc@5 of one class."""
+        correct = topk_correct(batch.logits, batch.labels, ks=(1, 5))
+        return {"acc@1": float(correct[1].double().mean()), "acc@5": float(correct[5].double().mean())}
+
+
+METRICS.register("attack_accuracy", description=AttackAccuracy.description)(AttackAccuracy())

@@ -8,9 +8,12 @@ environment variable). A metric that cannot be computed here (no weights, too fe
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -161,3 +164,101 @@ def torch_home() -> Path:
     """`$TORCH_HOME` (default `$XDG_CACHE_HOME/torch`, i.e. `~/.cache/torch`)."""
     default = os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
     return Path(os.environ.get("TORCH_HOME", default)).expanduser()
+
+
+# ----------------------------------------------------------------------------- metric kinds
+
+@dataclass(frozen=True)
+class Column:
+    """One value a metric kind writes into an entry's `metrics` (and the table, CSV, schema, page)."""
+
+    name: str  # key in entry["metrics"] and the CSV column
+    more_leakage: str  # "higher" or "lower": which direction means the attack recovered more
+    description: str = ""
+    percent: bool = False  # shown as a percentage
+    digits: int = 3  # significant digits when not a percentage
+    label: str = ""  # text-table header (default: name)
+    page_key: str = ""  # the page's column key ('' = not on the page)
+    page_label: str = ""  # the page's column header
+    fallback: str = ""  # the page shows this column's value (marked) when this one is missing
+    in_table: bool = False  # shown in the printed results table
+    required: bool = False  # every entry has this key (the schema requires it)
+    unit: str = ""
+
+    def format(self, v: Any) -> str:
+        """The value as printed in tables ('n/a' when missing)."""
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            return "n/a"
+        if self.percent:
+            return f"{100 * v:.1f}"
+        return f"{v:.{self.digits}g}" if isinstance(v, float) else str(v)
+
+
+@dataclass
+class ClassBatch:
+    """One attacked class's reconstructions as the evaluation model sees them."""
+
+    class_id: int
+    images: torch.Tensor  # (n, 3, H, W) uint8
+    labels: torch.Tensor  # (n,) the attacked class
+    feats: torch.Tensor  # (n, D) evaluation-model penultimate features
+    logits: torch.Tensor  # (n, K) evaluation-model logits
+
+
+@dataclass
+class RunBatch:
+    """All scored reconstructions of a run, and the private images of the attacked classes."""
+
+    classes: list[int]
+    images: torch.Tensor  # (N, 3, H, W) uint8
+    labels: torch.Tensor  # (N,)
+    feats: torch.Tensor  # (N, D) evaluation-model features
+    real_images: torch.Tensor  # (M, 3, H', W') uint8, private-train images of the attacked classes
+    real_labels: torch.Tensor  # (M,)
+    real_feats: torch.Tensor  # (M, D)
+
+
+class Metric:
+    """A metric kind: the columns it produces, its scope, what it needs, and how to compute it.
+
+    Registered in `METRICS` under `name` (an instance); the scorer, the text table, the CSV, the
+    entry schema and the page iterate the registry, so adding a metric is one file. `scope` is
+    'class' (computed as each class finishes, kept if a run is interrupted) or 'run'. Per-class
+    values aggregate to the entry as the mean over all attacked classes (`aggregate='all'`: a
+    failed class counts as 0) or over the scored classes (`'scored'`). `setup` loads what the
+    metric needs (e.g. local Inception weights) and raises MetricUnavailable with the reason when
+    it cannot; the run then records the reason for each of its columns."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    columns: ClassVar[tuple[Column, ...]] = ()
+    scope: ClassVar[str] = "class"
+    aggregate: ClassVar[str] = "scored"
+    requires: ClassVar[str] = "evaluation model"  # what the metric's features come from
+    default: ClassVar[bool] = True  # computed in every run (others on request: RunSpec.extra_metrics)
+    order: ClassVar[int] = 100  # position in tables and the CSV
+
+    def setup(self, ctx: Any) -> None:
+        """Load what the metric needs (raise MetricUnavailable when it cannot be computed here)."""
+
+    def score_class(self, ctx: Any, batch: ClassBatch) -> dict[str, float]:
+        """Per-class values (scope 'class')."""
+        return {}
+
+    def score_run(self, ctx: Any, batch: RunBatch) -> dict[str, float]:
+        """Whole-run values (scope 'run')."""
+        return {}
+
+
+def metric_kinds(names: Any = ()) -> list[Metric]:
+    """The default metric kinds plus the named optional ones, in table order."""
+    from mibench.registry import METRICS
+
+    kinds = [METRICS.get(n) for n in METRICS.names()]
+    extra = set(names or ())
+    return sorted((k for k in kinds if k.default or k.name in extra), key=lambda k: (k.order, k.name))
+
+
+def all_columns(names: Any = ()) -> list[Column]:
+    """Every column of `metric_kinds(names)`, in table order."""
+    return [c for k in metric_kinds(names) for c in k.columns]

@@ -1,33 +1,32 @@
-"""Scoring an attack's reconstructions: the evaluation model, the private training images and the
-optional pretrained feature networks (FaceNet, Inception) applied to one run's images.
+"""Scoring an attack's reconstructions: runs every registered metric kind (`mibench.metrics.base.
+Metric`) against the evaluation model and the private training images of the attacked classes.
 
-Per class (computed as soon as a class finishes, so interrupted runs keep them): attack accuracy
-top-1/top-5 with the evaluation model, KNN distance in evaluation-model features and FaceNet
-distance. Over the whole run: `fid_eval` (Fréchet distance in evaluation-model features), FID
-(Inception, when its local weights exist) and precision/recall/density/coverage (k = 3, per class,
-averaged; evaluation-model features). A metric that cannot be computed is reported as unavailable
-with its reason — never as a made-up number.
+Per class (computed as soon as a class finishes, so interrupted runs keep them): the metric kinds
+of scope 'class' (attack accuracy, KNN distance, FaceNet distance). Over the whole run: those of
+scope 'run' (fid_eval, FID with local Inception weights, PRDC). A metric that cannot be computed
+is reported as unavailable with its reason — never as a made-up number.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from mibench.data.base import ImageDataset
-from mibench.metrics.accuracy import topk_correct
-from mibench.metrics.base import MetricUnavailable, extract_features
-from mibench.metrics.fid import fid_from_features
-from mibench.metrics.knn import knn_distance
-from mibench.metrics.prdc import prdc_per_class
+from mibench.metrics.base import (
+    ClassBatch,
+    Metric,
+    MetricUnavailable,
+    RunBatch,
+    extract_features,
+    metric_kinds,
+)
 
 log = logging.getLogger(__name__)
-
-PER_CLASS_METRICS = ("acc@1", "acc@5", "knn_dist", "facenet_dist")
-RUN_METRICS = ("fid", "fid_eval", "precision", "recall", "density", "coverage")
 
 
 @dataclass
@@ -38,36 +37,45 @@ class ReconstructionScorer:
     private: ImageDataset  # the target's private training split
     device: torch.device
     batch_size: int = 128
-    facenet: torch.nn.Module | None = None
-    inception: torch.nn.Module | None = None
-    unavailable: dict[str, str] = field(default_factory=dict)  # metric → reason
-    _real_feats: torch.Tensor | None = None
-    _real_labels: torch.Tensor | None = None
-    _real_images: torch.Tensor | None = None
-    _facenet_real: dict[int, torch.Tensor] = field(default_factory=dict)
+    kinds: list[Metric] = field(default_factory=list)  # the metric kinds this run computes
+    unavailable: dict[str, str] = field(default_factory=dict)  # column → reason
+    networks: dict[str, torch.nn.Module] = field(default_factory=dict)  # feature networks metrics loaded
+    cache: dict[str, Any] = field(default_factory=dict)  # metrics' per-run caches
+    private_test: Callable[[], ImageDataset] | None = None  # for metrics that test on held-out images
+    real_feats: torch.Tensor | None = None
+    real_labels: torch.Tensor | None = None
+    real_images: torch.Tensor | None = None
 
     @classmethod
     def create(cls, evaluator: torch.nn.Module, private: ImageDataset, device: torch.device,
-               batch_size: int = 128) -> ReconstructionScorer:
-        """A scorer with the optional FaceNet / Inception networks loaded when their weights exist."""
-        from mibench.metrics.facenet import FaceNetFeatures
-        from mibench.metrics.fid import InceptionFeatures
-
-        scorer = cls(evaluator.eval(), private, device, batch_size)
-        for name, ctor, attr in (("facenet_dist", FaceNetFeatures, "facenet"), ("fid", InceptionFeatures, "inception")):
+               batch_size: int = 128, extra: Sequence[str] = (),
+               private_test: Callable[[], ImageDataset] | None = None) -> ReconstructionScorer:
+        """A scorer for the default metric kinds plus `extra` ones; each kind's `setup` runs now (a
+        kind that cannot run here is recorded as unavailable, with its reason, for each column)."""
+        scorer = cls(evaluator.eval(), private, device, batch_size, private_test=private_test)
+        for kind in metric_kinds(extra):
             try:
-                setattr(scorer, attr, ctor().to(device))
+                kind.setup(scorer)
             except MetricUnavailable as exc:
-                scorer.unavailable[name] = exc.reason
-                log.info("%s unavailable: %s", name, exc.reason)
+                for col in kind.columns:
+                    scorer.unavailable[col.name] = exc.reason
+                log.info("%s unavailable: %s", kind.name, exc.reason)
+                continue
+            scorer.kinds.append(kind)
         return scorer
 
     # --- private data (computed once) --------------------------------------------------------
-    def _ensure_real(self) -> None:
-        if self._real_feats is None:
+    def ensure_real(self) -> None:
+        """Load the private training images and their evaluation-model features (once)."""
+        if self.real_feats is None:
             images, labels = self.private.load_tensors()
-            self._real_images, self._real_labels = images, labels
-            self._real_feats = extract_features(self.evaluator.features, images, self.batch_size, self.device)
+            self.real_images, self.real_labels = images, labels
+            self.real_feats = extract_features(self.evaluator.features, images, self.batch_size, self.device)
+
+    def real_class_images(self, class_id: int) -> torch.Tensor:
+        """The private training images (uint8) of one class (for reconstruction grids)."""
+        self.ensure_real()
+        return self.real_images[self.real_labels == class_id]
 
     def _eval_forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats, logits = [], []
@@ -82,51 +90,34 @@ class ReconstructionScorer:
     # --- per class ---------------------------------------------------------------------------
     def score_class(self, class_id: int, images: torch.Tensor) -> dict[str, Any]:
         """Per-class metrics of uint8 reconstructions (n, 3, H, W) of `class_id`."""
-        self._ensure_real()
+        self.ensure_real()
         n = images.shape[0]
         labels = torch.full((n,), class_id, dtype=torch.long)
         feats, logits = self._eval_forward(images)
-        correct = topk_correct(logits, labels, ks=(1, 5))
-        out: dict[str, Any] = {
-            "class": class_id, "n": n,
-            "acc@1": float(correct[1].double().mean()), "acc@5": float(correct[5].double().mean()),
-            "knn_dist": float(knn_distance(feats, labels, self._real_feats, self._real_labels).mean()),
-            "eval_pred": logits.argmax(1).tolist(),
-        }
-        if self.facenet is not None:
-            real_idx = torch.nonzero(self._real_labels == class_id).flatten()
-            if class_id not in self._facenet_real:
-                self._facenet_real[class_id] = extract_features(self.facenet, self._real_images[real_idx],
-                                                                self.batch_size, self.device)
-            fake = extract_features(self.facenet, images, self.batch_size, self.device)
-            real_lbl = torch.full((len(real_idx),), class_id, dtype=torch.long)
-            out["facenet_dist"] = float(knn_distance(fake, labels, self._facenet_real[class_id], real_lbl).mean())
+        batch = ClassBatch(class_id, images, labels, feats, logits)
+        out: dict[str, Any] = {"class": class_id, "n": n}
+        for kind in self.kinds:
+            if kind.scope == "class":
+                out.update(kind.score_class(self, batch))
+        out["eval_pred"] = logits.argmax(1).tolist()
         return out
 
     # --- whole run ---------------------------------------------------------------------------
     def score_run(self, classes: list[int], images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
         """Distribution metrics of all reconstructions (N, 3, H, W) uint8 with their classes (N,)."""
-        self._ensure_real()
+        self.ensure_real()
         out: dict[str, Any] = {}
         unavailable = dict(self.unavailable)
-        mask = torch.isin(self._real_labels, torch.as_tensor(classes))
+        mask = torch.isin(self.real_labels, torch.as_tensor(classes))
         fake_feats, _ = self._eval_forward(images)
-        real_feats = self._real_feats[mask]
-        try:
-            out["fid_eval"] = fid_from_features(real_feats, fake_feats)
-        except (ValueError, MetricUnavailable) as exc:
-            unavailable["fid_eval"] = str(exc)
-        try:
-            pr = prdc_per_class(real_feats, self._real_labels[mask], fake_feats, labels, classes, k=3)
-            out.update({k: pr[k] for k in ("precision", "recall", "density", "coverage")})
-        except MetricUnavailable as exc:
-            for k in ("precision", "recall", "density", "coverage"):
-                unavailable[k] = exc.reason
-        if self.inception is not None:
-            fake_i = extract_features(self.inception, images, 16, self.device)
-            real_i = extract_features(self.inception, self._real_images[mask], 16, self.device)
+        batch = RunBatch(classes, images, labels, fake_feats, self.real_images[mask], self.real_labels[mask],
+                         self.real_feats[mask])
+        for kind in self.kinds:
+            if kind.scope != "run":
+                continue
             try:
-                out["fid"] = fid_from_features(real_i, fake_i)
-            except ValueError as exc:
-                unavailable["fid"] = str(exc)
+                out.update(kind.score_run(self, batch))
+            except (ValueError, MetricUnavailable) as exc:
+                for col in kind.columns:
+                    unavailable[col.name] = str(exc)
         return {"metrics": out, "unavailable": unavailable}

@@ -13,8 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mibench.fileio import verify_sha256
 from mibench.metrics.base import (
+    ClassBatch,
+    Column,
+    Metric,
     MetricUnavailable,
     check_unit_range,
     extract_features,
@@ -24,6 +26,7 @@ from mibench.metrics.base import (
     torch_home,
 )
 from mibench.metrics.knn import knn_distance
+from mibench.ops.fileio import verify_sha256
 from mibench.registry import METRICS
 
 FACENET_ENV = "MIBENCH_FACENET_WEIGHTS"
@@ -98,7 +101,30 @@ def facenet_distance(extractor: FaceNetFeatures, fake_images: torch.Tensor, fake
     return knn_distance(fake, fake_labels, real, real_labels)
 
 
-METRICS.register("facenet_dist", description="FaceNet distance: min squared L2 distance in VGGFace2 FaceNet "
-                 "embeddings (160 px) from each reconstruction to the private images of its class, averaged "
-                 "(needs local FaceNet weights)", more_leakage="lower", features="facenet",
-                 unit="squared L2")(facenet_distance)
+class FaceNetDistance(Metric):
+    """δ_face of a class's reconstructions (needs local FaceNet weights)."""
+
+    name = "facenet_dist"
+    description = ("FaceNet distance: min squared L2 distance in VGGFace2 FaceNet embeddings (160 px) from each "
+                   "reconstruction to the private images of its class, averaged (needs local FaceNet weights)")
+    columns = (Column("facenet_dist", "lower", "FaceNet distance", unit="squared L2"),)
+    requires = "facenet"
+    order = 30
+
+    def setup(self, ctx) -> None:
+        """Load FaceNet from local weights (MetricUnavailable says what to set when absent)."""
+        ctx.networks["facenet"] = FaceNetFeatures().to(ctx.device)
+
+    def score_class(self, ctx, batch: ClassBatch) -> dict[str, float]:
+        """facenet_dist of one class (the private images' embeddings are computed once per class)."""
+        net, c = ctx.networks["facenet"], batch.class_id
+        real_idx = torch.nonzero(ctx.real_labels == c).flatten()
+        cache = ctx.cache.setdefault("facenet_real", {})
+        if c not in cache:
+            cache[c] = extract_features(net, ctx.real_images[real_idx], ctx.batch_size, ctx.device)
+        fake = extract_features(net, batch.images, ctx.batch_size, ctx.device)
+        real_lbl = torch.full((len(real_idx),), c, dtype=torch.long)
+        return {"facenet_dist": float(knn_distance(fake, batch.labels, cache[c], real_lbl).mean())}
+
+
+METRICS.register("facenet_dist", description=FaceNetDistance.description)(FaceNetDistance())

@@ -21,15 +21,19 @@ import torch
 from torch import nn
 
 from mibench.errors import CheckpointError
-from mibench.fileio import verify_sha256
 from mibench.metrics.base import (
+    Column,
+    Metric,
     MetricUnavailable,
+    RunBatch,
     check_unit_range,
+    extract_features,
     load_state_dict_file,
     resolve_weights_path,
     summarise_load_error,
     torch_hub_checkpoints_dir,
 )
+from mibench.ops.fileio import verify_sha256
 from mibench.registry import METRICS
 
 INCEPTION_ENV = "MIBENCH_INCEPTION_WEIGHTS"
@@ -165,9 +169,46 @@ def _build_fid_inception(fid_inception, state: dict[str, torch.Tensor], path: Pa
                                   fix=f"use the original {INCEPTION_FILE}") from exc
 
 
-METRICS.register("fid", description="FID of reconstructions vs private images of the attacked classes in "
-                 "pytorch-fid Inception-v3 pool features (needs local Inception weights)",
-                 more_leakage="lower", features="inception", unit="FID")(fid_from_features)
-METRICS.register("fid_eval", description="FID of reconstructions vs private images of the attacked classes in "
-                 "evaluation-model penultimate features (not comparable with Inception FIDs)",
-                 more_leakage="lower", features="evaluation model", unit="FID")(fid_from_features)
+class InceptionFID(Metric):
+    """FID in pytorch-fid Inception features of the run's reconstructions vs the private images of the
+    attacked classes (needs local Inception weights)."""
+
+    name = "fid"
+    description = ("FID of reconstructions vs private images of the attacked classes in pytorch-fid Inception-v3 "
+                   "pool features (needs local Inception weights)")
+    columns = (Column("fid", "lower", "FID (Inception)", page_key="fid", page_label="FID", fallback="fid_eval",
+                      unit="FID"),)
+    scope = "run"
+    requires = "inception"
+    order = 40
+
+    def setup(self, ctx) -> None:
+        """Load Inception from local weights (MetricUnavailable says what to set when absent)."""
+        ctx.networks["inception"] = InceptionFeatures().to(ctx.device)
+
+    def score_run(self, ctx, batch: RunBatch) -> dict[str, float]:
+        """fid of the run."""
+        net = ctx.networks["inception"]
+        fake_i = extract_features(net, batch.images, 16, ctx.device)
+        real_i = extract_features(net, batch.real_images, 16, ctx.device)
+        return {"fid": fid_from_features(real_i, fake_i)}
+
+
+class EvalFID(Metric):
+    """The Fréchet distance in evaluation-model features (where Inception weights are absent)."""
+
+    name = "fid_eval"
+    description = ("FID of reconstructions vs private images of the attacked classes in evaluation-model "
+                   "penultimate features (not comparable with Inception FIDs)")
+    columns = (Column("fid_eval", "lower", "Fréchet distance in evaluation-model features", in_table=True,
+                      unit="FID"),)
+    scope = "run"
+    order = 50
+
+    def score_run(self, ctx, batch: RunBatch) -> dict[str, float]:
+        """fid_eval of the run."""
+        return {"fid_eval": fid_from_features(batch.real_feats, batch.feats)}
+
+
+METRICS.register("fid", description=InceptionFID.description)(InceptionFID())
+METRICS.register("fid_eval", description=EvalFID.description)(EvalFID())

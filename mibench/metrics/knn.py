@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from mibench.errors import DataError
+from mibench.metrics.base import ClassBatch, Column, Metric
 from mibench.registry import METRICS
 
 
@@ -90,6 +91,19 @@ def knn_distance(fake_feats: torch.Tensor, fake_labels: torch.Tensor, real_feats
     return out
 
 
-METRICS.register("knn_dist", description="KNN distance: min squared L2 distance in evaluation-model penultimate "
-                 "features from each reconstruction to the private training images of its class, averaged",
-                 more_leakage="lower", features="evaluation model", unit="squared L2")(knn_distance)
+class KNNDistance(Metric):
+    """Mean KNN distance of a class's reconstructions in evaluation-model features."""
+
+    name = "knn_dist"
+    description = ("KNN distance: min squared L2 distance in evaluation-model penultimate features from each "
+                   "reconstruction to the private training images of its class, averaged")
+    columns = (Column("knn_dist", "lower", "KNN distance (evaluation-model features)", label="knn", page_key="knn",
+                      page_label="KNN dist", in_table=True, required=True, unit="squared L2"),)
+    order = 20
+
+    def score_class(self, ctx, batch: ClassBatch) -> dict[str, float]:
+        """knn_dist of one class."""
+        return {"knn_dist": float(knn_distance(batch.feats, batch.labels, ctx.real_feats, ctx.real_labels).mean())}
+
+
+METRICS.register("knn_dist", description=KNNDistance.description)(KNNDistance())

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mibench.metrics.base import MetricUnavailable, extract_features, to_unit_float
+from mibench.metrics.base import Column, Metric, MetricUnavailable, RunBatch, extract_features, to_unit_float
 from mibench.registry import METRICS
 
 
@@ -81,6 +81,34 @@ def knowledge_extraction_score(make_model: Callable[[int], nn.Module], train_ima
     return float((logits.argmax(dim=1) == y_test).double().mean())
 
 
-METRICS.register("knowledge_extraction", description="knowledge extraction score: test accuracy on private images "
-                 "of a surrogate classifier trained only on the reconstructions", more_leakage="higher",
-                 features="surrogate classifier", unit="fraction")(knowledge_extraction_score)
+class KnowledgeExtraction(Metric):
+    """Optional run metric (`mibench run --metric knowledge_extraction`): a compact ResNet trained on
+    the run's reconstructions, tested on the private-test images of the attacked classes."""
+
+    name = "knowledge_extraction"
+    description = ("knowledge extraction score: test accuracy on private images of a surrogate classifier "
+                   "trained only on the reconstructions (optional: --metric knowledge_extraction)")
+    columns = (Column("knowledge_extraction", "higher", "knowledge extraction score", percent=True,
+                      unit="fraction"),)
+    scope = "run"
+    requires = "surrogate classifier"
+    default = False
+    order = 70
+
+    def score_run(self, ctx, batch: RunBatch) -> dict[str, float]:
+        """The score of the run (surrogate: compact ResNet, width 16, 20 epochs of Adam, seed 0)."""
+        from mibench.classifiers.architectures import build_classifier
+
+        if ctx.private_test is None:
+            raise MetricUnavailable("knowledge extraction needs the private-test split")
+        test_x, test_y = ctx.private_test().load_tensors()
+        size = int(batch.images.shape[-1])
+
+        def make_model(k: int) -> nn.Module:
+            return build_classifier("compact_resnet", k, size, {"width": 16}, seed=0)
+
+        return {"knowledge_extraction": knowledge_extraction_score(
+            make_model, batch.images, batch.labels, test_x, test_y, device=ctx.device)}
+
+
+METRICS.register("knowledge_extraction", description=KnowledgeExtraction.description)(KnowledgeExtraction())

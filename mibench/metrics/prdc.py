@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from mibench.metrics.base import MetricUnavailable
+from mibench.metrics.base import Column, Metric, MetricUnavailable, RunBatch
 from mibench.metrics.knn import _check_feats, pairwise_sq_dists
 from mibench.registry import METRICS
 
@@ -131,6 +131,22 @@ def prdc_per_class(real: torch.Tensor, real_labels: torch.Tensor, fake: torch.Te
     return result
 
 
-METRICS.register("prdc", description="precision / recall / density / coverage (k=3) of reconstructions vs private "
-                 "images of the same class in Inception features, averaged over attacked classes",
-                 more_leakage="higher", features="inception", unit="fraction (density can exceed 1)")(prdc_per_class)
+class PRDC(Metric):
+    """Precision / recall / density / coverage (k = 3) per attacked class, averaged, in evaluation-model
+    features."""
+
+    name = "prdc"
+    description = ("precision / recall / density / coverage (k=3) of reconstructions vs private images of the "
+                   "same class in evaluation-model features, averaged over attacked classes")
+    columns = tuple(Column(k, "higher", f"{k} (k = 3, evaluation-model features)", unit="fraction")
+                    for k in PRDC_KEYS)
+    scope = "run"
+    order = 60
+
+    def score_run(self, ctx, batch: RunBatch) -> dict[str, float]:
+        """The four values of the run."""
+        pr = prdc_per_class(batch.real_feats, batch.real_labels, batch.feats, batch.labels, batch.classes, k=3)
+        return {k: pr[k] for k in PRDC_KEYS}
+
+
+METRICS.register("prdc", description=PRDC.description)(PRDC())

@@ -5,6 +5,7 @@ single process writes, because every class's randomness is keyed by the class, n
 
 from __future__ import annotations
 
+import datetime
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,7 +59,10 @@ def context(device: str = "auto"):
     use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
         torch.cuda.set_device(local_rank)
-    tdist.init_process_group("nccl" if use_cuda else "gloo")
+    # Ranks wait for the slowest shard in the final gather: NCCL's default 10-minute watchdog would
+    # abort a long sharded run (MIBENCH_DIST_TIMEOUT seconds, default a day).
+    timeout = datetime.timedelta(seconds=float(os.environ.get("MIBENCH_DIST_TIMEOUT", 24 * 3600)))
+    tdist.init_process_group("nccl" if use_cuda else "gloo", timeout=timeout)
     try:
         yield Dist(tdist.get_rank(), tdist.get_world_size(), local_rank)
     finally:

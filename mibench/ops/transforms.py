@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mibench.attacks import rng
+from mibench.ops import rng
 
 
 @dataclass(frozen=True)

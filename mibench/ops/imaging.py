@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from mibench.fileio import atomic_path
+from mibench.ops.fileio import atomic_path
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

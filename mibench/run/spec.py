@@ -1,0 +1,141 @@
+"""What to run and how it resolves: a `RunSpec` (target × attack × prior on some classes with a
+seed) becomes a `ResolvedRun` — cards loaded, the attack's preset chosen and its config built —
+before anything expensive happens. The resolved configuration is what `config.json` and the entry
+record, and its hash is the run id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mibench.attacks.base import Attack
+from mibench.cards import GeneratorCard, TargetCard, card_hash, get_card, list_cards, resolve_defense
+from mibench.errors import MIBenchError
+from mibench.registry import ATTACKS, DATASETS, METRICS
+from mibench.typed import to_dict
+
+
+@dataclass
+class RunSpec:
+    """What to run: one target × attack × prior on some classes with a seed."""
+
+    target: str
+    attack: str
+    prior: str | None = None  # default: the generator card whose `default_for` lists the target's dataset
+    classes: list[int] | None = None  # default: every class of the target
+    seed: int = 0
+    preset: str | None = None  # attack preset; default: the target card's `attack_preset`, else the dataset's
+    overrides: dict[str, Any] = field(default_factory=dict)  # attack config overrides
+    query_budget: int | None = None  # label-only attacks only
+    classes_per_group: int | None = None  # default: enough classes to fill one optimisation batch
+    extra_metrics: list[str] = field(default_factory=list)  # optional metric kinds to compute too
+
+
+def parse_classes(text: str | None) -> list[int] | None:
+    """'0-9,15,20-22' → [0..9, 15, 20, 21, 22]; None → None."""
+    if text is None or text == "all":
+        return None
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                a, b = part.split("-", 1)
+                out.extend(range(int(a), int(b) + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise MIBenchError(f"cannot parse class list '{text}'", field="--classes",
+                               fix="use e.g. 0-9 or 0,3,7 or 10-19,42") from None
+    return sorted(set(out))
+
+
+def preset_for(attack_cls: type[Attack], target: TargetCard) -> str:
+    """The attack preset a run uses by default: the target card's `attack_preset` (one name, or one
+    per attack), else the one its dataset kind declares (paper settings for real datasets)."""
+    chosen = target.attack_preset
+    if isinstance(chosen, dict):
+        chosen = chosen.get(attack_cls.name)
+    if chosen:
+        return chosen
+    return DATASETS.meta(target.dataset.name).get("attack_preset", "facescrub")
+
+
+def default_prior(target: TargetCard) -> str:
+    """The prior card whose `default_for` names the target's dataset."""
+    for card in list_cards("generator"):
+        if target.dataset.name in card.default_for:
+            return card.name
+    raise MIBenchError(f"no default prior for dataset '{target.dataset.name}'",
+                       fix="pass --prior NAME (see `mibench list generators`)")
+
+
+def card_content(card: Any) -> dict[str, Any]:
+    """A card's fields without where its file happens to be: run ids, config.json and entries are
+    the same in every checkout (a run folder resumes, and a baseline matches, from any of them)."""
+    return {k: v for k, v in to_dict(card).items() if k != "path"}
+
+
+@dataclass
+class ResolvedRun:
+    """Cards and attack resolved from a RunSpec (no models loaded yet)."""
+
+    spec: RunSpec
+    target: TargetCard
+    evaluator: TargetCard
+    prior: GeneratorCard | None
+    attack: Attack
+    preset: str
+    classes: list[int]
+
+    def config(self) -> dict[str, Any]:
+        """The fully resolved configuration (what config.json and the entry record)."""
+        dcard, dparams = resolve_defense(self.target)
+        return {
+            "spec": to_dict(self.spec),
+            "target": {"name": self.target.name, "card_hash": card_hash(self.target), "card": card_content(self.target),
+                       "defense": {"card": dcard.name, "kind": dcard.kind, "params": dparams}},
+            "evaluator": {"name": self.evaluator.name, "card_hash": card_hash(self.evaluator)},
+            "prior": None if self.prior is None else {"name": self.prior.name, "card_hash": card_hash(self.prior),
+                                                      "card": card_content(self.prior)},
+            "attack": {"name": self.attack.name, "preset": self.preset, "access": self.attack.access_level,
+                       "config": self.attack.describe()},
+            "classes": self.classes, "seed": self.spec.seed,
+        }
+
+    def run_id(self) -> str:
+        """A readable, content-derived id: the same configuration gives the same id."""
+        h = card_hash(self.config())[:8]
+        prior = self.prior.name if self.prior else "none"
+        return f"{self.target.name}__{self.attack.name}__{prior}__seed{self.spec.seed}__{h}"
+
+
+def resolve(spec: RunSpec) -> ResolvedRun:
+    """Check names and build the attack config before anything expensive happens."""
+    target = get_card("target", spec.target)
+    if target.role != "target":
+        raise MIBenchError(f"'{target.name}' is an evaluation model, not a target", path=target.path, field="role")
+    if not target.evaluator:
+        raise MIBenchError(f"target '{target.name}' names no evaluation model", path=target.path,
+                           field="evaluator", fix="add `evaluator: <card name>` (see `mibench list targets`)")
+    evaluator = get_card("target", target.evaluator)
+    for m in spec.extra_metrics:
+        METRICS.get(m)  # an unknown metric fails here, with a suggestion
+    attack_cls = ATTACKS.get(spec.attack)
+    preset = spec.preset or preset_for(attack_cls, target)
+    prior = None
+    if attack_cls.needs_prior:
+        prior = get_card("generator", spec.prior or default_prior(target))
+    # Settings the attack takes from the prior card (e.g. truncation): preset < card < --set.
+    defaults = {f: getattr(prior, f) for f in attack_cls.prior_fields} if prior is not None else {}
+    attack = attack_cls.from_preset(preset, spec.overrides, defaults)
+    classes = spec.classes if spec.classes is not None else list(range(target.num_classes))
+    bad = [c for c in classes if not 0 <= c < target.num_classes]
+    if bad:
+        raise MIBenchError(f"class ids {bad[:5]} are out of range: target '{target.name}' has classes "
+                           f"0-{target.num_classes - 1}", field="--classes", fix=f"use ids in 0-{target.num_classes - 1}")
+    if not classes:
+        raise MIBenchError("no classes to attack", field="--classes")
+    return ResolvedRun(spec, target, evaluator, prior, attack, preset, classes)

@@ -1,0 +1,51 @@
+"""The printed results table: one row per entry; its metric columns come from the metric registry
+(`Column.in_table`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mibench.metrics.base import all_columns
+
+
+def text_table(rows: list[dict], columns: list[str]) -> str:
+    """A plain fixed-width text table."""
+    if not rows:
+        return "(none)"
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns), "  ".join("-" * widths[c] for c in columns)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}"
+
+
+def _table_columns(entries: list[dict[str, Any]]):
+    extra = {k for e in entries for k in e["metrics"]}
+    from mibench.registry import METRICS
+
+    names = [n for n in METRICS.names() if any(c.name in extra for c in METRICS.get(n).columns)]
+    return [c for c in all_columns(names) if c.in_table]
+
+
+def results_table(entries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """(rows, columns) of the printed results table."""
+    cols = _table_columns(entries)
+    rows = []
+    for e in entries:
+        m = e["metrics"]
+        row = {"target": e["target"]["name"], "defense": e["target"]["defense"]["card"], "attack": e["attack"]["name"],
+               "nat_acc": _pct(e["target"]["natural_accuracy"])}
+        row.update({c.label or c.name: c.format(m.get(c.name)) for c in cols})
+        row.update({"queries": e["queries"]["total"], "time_s": round(e["wall_time_s"]),
+                    "agree": _pct((e["attack"].get("info") or {}).get("surrogate_agreement", {}).get("ensemble"))})
+        rows.append(row)
+    return rows, ["target", "defense", "attack", "nat_acc", *[c.label or c.name for c in cols], "queries", "agree",
+                  "time_s"]
+
+
+def format_table(entries: list[dict[str, Any]]) -> str:
+    """The results table printed after runs (percentages for accuracies)."""
+    return text_table(*results_table(entries))

@@ -1,0 +1,99 @@
+"""Building many zoo entries at once (`mibench zoo build`): which cards make the default zoo, the
+order to build them in, and the table of what was built."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from mibench.cards import get_card, list_cards, load_card
+from mibench.errors import MIBenchError
+from mibench.ops.pool import run_jobs
+from mibench.zoo.priors import build_generator, generator_status, is_trainable, prior_artifact
+from mibench.zoo.targets import build_target, is_external, target_artifact, target_status
+
+log = logging.getLogger(__name__)
+
+
+def zoo_cards(names: list[str] | None = None) -> list[tuple[str, Any]]:
+    """(kind, card) for the given names, or the default zoo: every buildable target and evaluator and
+    the buildable default prior (`default_for`) of their datasets; other priors (the shifted-domain
+    one, the 64 px one) are built by name or when a run needs them."""
+    if names:
+        out = []
+        for n in names:
+            try:
+                out.append(("target", get_card("target", n)))
+            except MIBenchError:
+                out.append(("generator", get_card("generator", n)))
+        return out
+    items = [("target", c) for c in list_cards("target") if c.train is not None and not is_external(c)]
+    in_use = {c.dataset.name for _, c in items}
+    items += [("generator", c) for c in list_cards("generator")
+              if is_trainable(c) and in_use.intersection(c.default_for)]
+    return items
+
+
+def _is_built(kind: str, card: Any) -> bool:
+    status = target_status(card) if kind == "target" else generator_status(card)
+    return status in ("built", "weights found", "built (trained locally)")
+
+
+def build_one(kind: str, card_path: str, device: str, force: bool = False) -> tuple[str, float]:
+    """Build one card (a pool job); returns (name, seconds)."""
+    card = load_card(card_path, kind)
+    t0 = time.time()
+    (build_target if kind == "target" else build_generator)(card, device=device, progress=False, force=force)
+    return card.name, time.time() - t0
+
+
+def _estimated_cost(kind: str, card: Any) -> float:
+    """Rough relative cost, to start the longest builds first."""
+    if kind == "generator":
+        return 1e9
+    from mibench.zoo.targets import build_defense_for
+
+    cost = card.train.epochs * (4.0 if card.role == "evaluator" else 1.0)
+    return cost + (100.0 if build_defense_for(card).needs_public_pretraining else 0.0)
+
+
+def build_zoo(names: list[str] | None = None, device: str = "cpu", jobs: int | None = None,
+              force: bool = False, progress: bool = True) -> list[dict[str, Any]]:
+    """Build every missing zoo entry (or `names`), `jobs` at a time; returns one row per card."""
+    items = zoo_cards(names)
+    todo = [(k, c) for k, c in items if force or not _is_built(k, c)]
+    todo.sort(key=lambda kc: -_estimated_cost(*kc))
+    t0 = time.time()
+    if todo:
+        log.info("building %d zoo entries: %s", len(todo), ", ".join(c.name for _, c in todo))
+
+    def done(i: int, result: tuple[str, float]) -> None:
+        log.info("finished %s in %.0fs (%.0fs since start)", result[0], result[1], time.time() - t0)
+
+    if len(todo) == 1:  # in-process, with progress bars
+        kind, card = todo[0]
+        (build_target if kind == "target" else build_generator)(card, device=device, progress=progress,
+                                                                 force=force)
+    elif todo:
+        run_jobs([(build_one, (k, c.path, device, force)) for k, c in todo], device=device, workers=jobs,
+                 desc="zoo build", progress=progress, on_done=done)
+    return zoo_table(items)
+
+
+def zoo_table(items: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+    """Rows describing built zoo entries (natural accuracy, build time) for the CLI table."""
+    rows = []
+    for kind, card in items:
+        if kind == "target":
+            row = {"name": card.name, "role": card.role, "defense": card.defense.card, "status": target_status(card)}
+            if row["status"] == "built":
+                meta = target_artifact(card).meta()
+                row["natural_acc"] = f"{100 * meta['natural_accuracy']:.1f}%"
+                row["train_s"] = meta.get("build_seconds")
+        else:
+            row = {"name": card.name, "role": "prior", "defense": "", "status": generator_status(card)}
+            if row["status"] == "built":
+                row["train_s"] = prior_artifact(card).meta().get("build_seconds")
+        rows.append(row)
+    return rows

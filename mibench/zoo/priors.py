@@ -1,0 +1,109 @@
+"""GAN priors of the zoo: trained by their generator kind (`mibench.generators.base.PriorKind`)
+from a card's recipe into the artifact cache, or loaded from the user's checkpoint. Nothing here
+knows a kind by name."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mibench.cards import GeneratorCard, card_hash, get_card
+from mibench.errors import CheckpointError, MIBenchError
+from mibench.ops.cache import Artifact, ArtifactCache, code_version
+from mibench.registry import GENERATORS
+from mibench.zoo.targets import dataset
+
+log = logging.getLogger(__name__)
+
+PRIORS = ArtifactCache("zoo/generators")
+
+
+def prior_code(card: GeneratorCard) -> tuple[str, ...]:
+    """The modules whose code produces the card's trained prior: its kind's module and the data."""
+    return (type(GENERATORS.get(card.kind)).__module__, "mibench.data")
+
+
+def prior_artifact(card: GeneratorCard) -> Artifact:
+    """The cache entry of a trained prior (card content + the producing code)."""
+    return PRIORS.artifact(card.name, {"card": card_hash(card)}, prior_code(card))
+
+
+def generator_cache_path(card: GeneratorCard) -> Path:
+    """Weights file of a trained prior."""
+    return prior_artifact(card).file(GENERATORS.get(card.kind).weight_suffix)
+
+
+def is_trainable(card: GeneratorCard) -> bool:
+    """True for cards the zoo trains (a recipe, no weights file, a kind the zoo trains)."""
+    return (card.train is not None and not (card.weights is not None and card.weights.path)
+            and GENERATORS.get(card.kind).trained_by_zoo)
+
+
+def generator_status(card: GeneratorCard) -> str:
+    """'built', 'not built', 'weights found' or 'missing weights: <path>' for `mibench list`."""
+    if card.weights is not None and card.weights.path:
+        p = card.weights.resolved_path()
+        return "weights found" if p.is_file() else f"missing weights: {p}"
+    return "built" if prior_artifact(card).exists() else "not built"
+
+
+def build_generator(card: GeneratorCard, device: str | torch.device = "cpu", progress: bool = True,
+                    callback=None, callback_every: int | None = None, force: bool = False) -> Path:
+    """Train the prior `card` describes on its dataset split into the cache; returns the weights path.
+    `callback(step, G)` is called every `callback_every` steps (for quality curves)."""
+    kind = GENERATORS.get(card.kind)
+    if not kind.trained_by_zoo:
+        raise MIBenchError(f"generator kind '{card.kind}' is built by its attack, not the zoo", path=card.path,
+                           field="kind")
+    if card.train is None:
+        raise MIBenchError(f"card '{card.name}' has no training recipe", path=card.path, field="train")
+    art = prior_artifact(card)
+
+    def build(a: Artifact):
+        t0 = time.time()
+        images, _ = dataset(card.dataset, card.dataset.split or "public").load_tensors(progress=progress)
+        if images.shape[-1] != card.resolution:
+            raise MIBenchError(f"dataset images are {images.shape[-1]} px but the card says {card.resolution}",
+                               path=card.path, field="resolution")
+        trained = kind.train(images, card.train, params=card.params, resolution=card.resolution,
+                             device=device, progress=progress, card_path=card.path, callback=callback,
+                             callback_every=callback_every)
+        files = kind.save(trained.G, a.file(kind.weight_suffix))
+        log.info("built prior %s in %.0fs", card.name, time.time() - t0)
+        record = {"card": dataclasses.asdict(card), "code_version": code_version(*prior_code(card)),
+                  **trained.record, "build_seconds": round(time.time() - t0, 1), "torch": torch.__version__,
+                  "threads": torch.get_num_threads()}
+        return [f.name[len(a.stem.name):] for f in files], record
+
+    PRIORS.get_or_build(art, build, force=force)
+    return art.file(kind.weight_suffix)
+
+
+def load_prior(card: GeneratorCard | str, device: str | torch.device = "cpu", build: bool = True,
+               progress: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """(generator in eval mode without gradients, info) for a prior card; trains it when allowed."""
+    if isinstance(card, str):
+        card = get_card("generator", card)
+    kind = GENERATORS.get(card.kind)
+    if card.weights is not None and card.weights.path:
+        G = kind.load(card.weights.resolved_path(), sha256=card.weights.sha256, resolution=card.resolution,
+                      params=card.params)
+        info: dict[str, Any] = {"source": str(card.weights.resolved_path())}
+    else:
+        art = prior_artifact(card)
+        if not art.exists():
+            if not build:
+                raise CheckpointError(f"prior '{card.name}' is not built", path=art.stem,
+                                      fix=f"run `mibench zoo build {card.name}`")
+            build_generator(card, device=device, progress=progress)
+        meta = art.meta()  # checks every file's sha256 against the cache record
+        G = kind.load(art.file(kind.weight_suffix), sha256=None, resolution=card.resolution, params=card.params)
+        info = {"source": str(art.file(kind.weight_suffix)), "train_seconds": meta.get("seconds"),
+                "steps": meta.get("steps")}
+    G = G.to(device).eval().requires_grad_(False)
+    return G, info
