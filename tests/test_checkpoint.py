@@ -67,7 +67,7 @@ def test_vib_head_round_trip(tmp_path):
     model = defense.prepare(build_classifier("compact_resnet", 4, 16, TINY, seed=3), DefenseContext(seed=1))
     save_classifier(model, tmp_path / "vib", {"defense": defense.describe()})
     loaded, meta = load_classifier(tmp_path / "vib")
-    assert meta["head"] == {"kind": "vib", "bottleneck_dim": 6}
+    assert meta["head"] == {"kind": "vib", "bottleneck_dim": 6, "test_sampling": True, "noise_seed": 0}
     assert type(loaded.head).__name__ == "VIBHead" and _same_outputs(model, loaded)
 
 

@@ -67,8 +67,9 @@ def test_describe_records_resolved_params():
     d = build_defense("negative_label_smoothing", {"alpha": -0.1})
     assert d.describe()["params"] == {"alpha": -0.1, "start": 0.5, "ramp_end": 0.75}
     assert build_defense("bido_hsic").describe()["params"] == {"a1": 0.05, "a2": 0.5, "sigma": 5.0,
-                                                               "estimator": "biased"}
-    assert build_defense("mid_vib").describe()["params"] == {"beta": 0.003, "bottleneck_dim": 256}
+                                                               "estimator": "normalized_cca"}
+    assert build_defense("mid_vib").describe()["params"] == {"beta": 0.003, "bottleneck_dim": None,
+                                                             "test_sampling": True, "noise_seed": 0}
 
 
 @pytest.mark.parametrize("kind, params, field", [
@@ -202,16 +203,17 @@ def test_gaussian_kl_closed_form():
 
 
 def test_mid_head_loss_and_determinism():
-    d = build_defense("mid_vib", {"beta": 0.01, "bottleneck_dim": 5})
+    d = build_defense("mid_vib", {"beta": 0.01, "bottleneck_dim": 5, "test_sampling": False})
     model = d.prepare(_model(), DefenseContext(seed=3))
-    assert isinstance(model.head, VIBHead) and model.head_spec() == {"kind": "vib", "bottleneck_dim": 5}
+    assert isinstance(model.head, VIBHead) and model.head_spec() == {"kind": "vib", "bottleneck_dim": 5,
+                                                                     "test_sampling": False, "noise_seed": 0}
     f = torch.randn(4, model.feature_dim)
     mu, std = model.head.stats(f)
     raw = model.head.encoder(f)[:, 5:]
     assert torch.allclose(std, F.softplus(raw - 5))
     model.eval()
     x = torch.rand(4, 3, 16, 16)
-    assert torch.equal(model(x), model(x))  # z = μ in eval
+    assert torch.equal(model(x), model(x))  # z = μ in eval (the deterministic variant)
     assert torch.allclose(model(x), model.head.classifier(model.head.stats(model.features(x))[0]))
     # training: loss = CE + β·KL with seeded noise; same seed → same loss, noise makes it differ from μ
     y = torch.tensor([0, 1, 2, 3])

@@ -30,8 +30,12 @@ from mibench.registry import ATTACKS
 
 @dataclass
 class IFGMIConfig(PPAConfig):
-    """PPA's settings plus per-stage steps and L1 radii (defaults: the paper's FaceScrub setting)."""
+    """PPA's settings plus per-stage steps and L1 radii. Defaults: the official FaceScrub config
+    (configs/ffhq_facescrub/main-*.yaml): 50 candidates per class, all 50 evaluated — no 200 → 50
+    selection (`final_selection.samples_per_target: 50` of `num_candidates: 50`)."""
 
+    num_candidates: int = 50
+    num_final: int = 50
     stage_steps: list[int] = field(default_factory=lambda: [50, 10, 10, 10, 10, 10, 10, 10])
     radii: list[float] = field(default_factory=lambda: [1000, 2000, 3000, 4000, 5000, 6000, 8000, 8000])
 
@@ -43,16 +47,28 @@ class IFGMIConfig(PPAConfig):
             raise ValueError("radii: needs one radius per stage")
 
 
+# Published protocol: every optimised candidate is evaluated (num_final = num_candidates); the
+# final selection only orders them. Sources: the official IF-GMI configs.
 IFGMI_PRESETS: dict[str, dict[str, Any]] = {
-    "facescrub": {},
-    "celeba": {**PPA_PRESETS["celeba"], "stage_steps": [70, 25, 25, 25, 25, 25, 25, 25]},
-    "stanford_dogs": {**PPA_PRESETS["stanford_dogs"], "stage_steps": [100, 20, 20, 20, 20, 20, 20, 20]},
+    "facescrub": {},  # configs/ffhq_facescrub/main-resnet.yaml: steps [50, 10 × 7]
+    # configs/ffhq_celeba/main-densenet.yaml (the FFHQ prior, CelebA's default): 5 stages [70, 25 × 4].
+    "celeba": {**PPA_PRESETS["celeba"], "num_candidates": 50, "num_final": 50, "stage_steps": [70, 25, 25, 25, 25]},
+    # configs/metfaces_celeba/main-resnet.yaml: 8 stages [70, 25 × 7] with the MetFaces prior.
+    "celeba-metfaces": {**PPA_PRESETS["celeba"], "num_candidates": 50, "num_final": 50,
+                        "stage_steps": [70, 25, 25, 25, 25, 25, 25, 25]},
+    # configs/afhq_stanford/main-resnet.yaml: 7 stages [100, 10 × 6], no centre crop, lr 0.01, scale 0.75–1.
+    "stanford_dogs": {**PPA_PRESETS["stanford_dogs"], "num_candidates": 50, "num_final": 50,
+                      "stage_steps": [100, 10, 10, 10, 10, 10, 10]},
     # 32 px prior: blocks 4, 8, 16, 32 → four stages. Radii scaled to its smaller w (128-d) and
-    # feature maps so the per-element budget matches the paper's.
-    "synthfaces": {**PPA_PRESETS["synthfaces"], "stage_steps": [40, 10, 10, 10],
+    # feature maps so the per-element budget matches the paper's. 8 candidates, all evaluated.
+    "synthfaces": {**PPA_PRESETS["synthfaces"], "num_candidates": 8, "num_final": 8, "stage_steps": [40, 10, 10, 10],
                    "radii": [250.0, 500.0, 750.0, 1000.0]},
     "smoke": {**PPA_PRESETS["smoke"], "stage_steps": [2, 1, 1], "radii": [50.0, 50.0, 50.0]},  # contract tests
 }
+# A deliberate departure, by name only: PPA's candidate selection (4× the candidates, the best kept),
+# which raises IF-GMI's accuracy at 4× the compute. Entries record the preset.
+IFGMI_PRESETS["facescrub-ppa-selection"] = {"num_candidates": 200, "num_final": 50}
+IFGMI_PRESETS["synthfaces-ppa-selection"] = {**IFGMI_PRESETS["synthfaces"], "num_candidates": 16, "num_final": 8}
 
 
 class IFGMIAttack(PPAttack):

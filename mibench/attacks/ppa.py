@@ -1,9 +1,10 @@
 """Plug & Play Attack (PPA; Struppek et al., ICML 2022) — white-box generative model inversion with
 a StyleGAN2 prior.
 
-1. Candidate search: `search_space_size` latents z → w with truncation; each image is scored by the
-   target's softmax averaged over the image and its horizontal flip; per class the top
-   `num_candidates` w are kept. The pool depends only on the run seed, so it is shared by all
+1. Candidate search: `search_space_size` latents z → ws with truncation (ψ, cutoff from the prior
+   card); each image of the full ws (layers past the cutoff untruncated) is scored by the target's
+   softmax averaged over the image and its horizontal flip; per class the top `num_candidates` are
+   kept, as their first layer's w. The pool depends only on the run seed, so it is shared by all
    classes and identical on every rank.
 2. Optimisation: one w per candidate, broadcast to all synthesis layers ("single w"), Adam
    (lr 0.005, betas (0.1, 0.1)), Poincaré loss on random-resized-crop views.
@@ -78,7 +79,8 @@ class PPAConfig:
 PPA_PRESETS: dict[str, dict[str, Any]] = {
     "facescrub": {},
     "celeba": {"search_space_size": 5000, "steps": 70},
-    "stanford_dogs": {"steps": 100, "lr": 0.01, "aug_scale": (0.75, 1.0)},
+    # The Dogs / AFHQ setting has no centre crop (800/1024 is for 1024 px faces).
+    "stanford_dogs": {"steps": 100, "lr": 0.01, "aug_scale": (0.75, 1.0), "center_crop": None},
     # Embedded default (32 px synthfaces, CPU): fewer candidates and steps, no centre crop (the
     # synthetic faces fill the frame); truncation comes from the prior card (ψ 0.5, no cutoff).
     "synthfaces": {"search_space_size": 500, "num_candidates": 16, "num_final": 8, "steps": 40,
@@ -125,6 +127,17 @@ class PPAttack(GenerativeAttack):
             img = ctx.prior.synthesize(ws, noise_mode=self.config.noise_mode).float()
         return to_unit(img) if clip else (img + 1) * 0.5
 
+    def candidate_images(self, ctx: AttackContext, ws: torch.Tensor) -> torch.Tensor:
+        """Images (N, 3, R, R) in [0, 1] that the candidate search scores: those of the full ws, so
+        layers past the truncation cutoff stay untruncated (as in the published code); the
+        optimisation then starts from the first layer's w broadcast ("single w")."""
+        cutoff = self.config.truncation_cutoff
+        if cutoff is None or cutoff >= ctx.prior.num_ws:  # every layer truncated alike: ws = broadcast w
+            return self.synthesize(ctx, ws[:, 0])
+        with self.autocast(ctx):
+            img = ctx.prior.synthesize(ws, noise_mode=self.config.noise_mode).float()
+        return to_unit(img)
+
     def seed_for(self, ctx: AttackContext, stage: str) -> int:
         """The counter-RNG seed of one random stream. Shared with subclasses (IF-GMI) on purpose:
         with the same seed, their PPA stages see the same crops as PPA itself."""
@@ -145,7 +158,7 @@ class PPAttack(GenerativeAttack):
                          unit="batch", leave=False):
             ws = G.mapping(pad_rows(z[a:b], bs), None, psi=cfg.truncation_psi, cutoff=cfg.truncation_cutoff)
             w = ws[:, 0]
-            x = view(self.synthesize(ctx, w))
+            x = view(self.candidate_images(ctx, ws))
             p = torch.softmax(ctx.access.logits(x, count=b - a).float(), 1) + torch.softmax(
                 ctx.access.logits(torch.flip(x, dims=[3]), count=b - a).float(), 1)
             ws_all.append(w[: b - a].cpu())

@@ -2,9 +2,15 @@
 
 Wang, Zhang, Jia: "Improving Robustness to Model Inversion Attacks via Mutual
 Information Regularization" (AAAI 2021). The head becomes a VIB head: features → Linear → (μ, raw),
-σ = softplus(raw − 5), z = μ + σ·ε during training (z = μ in eval, so inference is deterministic),
-logits = Linear(z). The loss adds β·KL(N(μ, σ²) ‖ N(0, I)) (summed over z's dimensions, averaged
-over the batch), limiting how much the prediction depends on the input.
+σ = softplus(raw − 5), z = μ + σ·ε, logits = Linear(z). The loss adds β·KL(N(μ, σ²) ‖ N(0, I))
+(summed over z's dimensions, averaged over the batch), limiting how much the prediction depends on
+the input.
+
+As in the reference code, z is sampled at test time too (`test_sampling: true`, the default) and
+the bottleneck is half the feature dimension (`bottleneck_dim: null`). The test-time ε is drawn from
+the counter RNG keyed by each row's μ (and `noise_seed`), so a query gives the same answer however it
+is batched — deterministic per input, stochastic across inputs, like a fresh draw per query.
+`test_sampling: false` is the deterministic variant (z = μ at test time), a named departure.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from torch import nn
 from mibench.classifiers.base import HEADS, Classifier
 from mibench.defenses.base import Defense, DefenseContext, accuracy
 from mibench.errors import MIBenchError
+from mibench.ops import rng
 from mibench.registry import DEFENSES
 from mibench.seeding import make_generator
 
@@ -32,9 +39,11 @@ class VIBHead(nn.Module):
 
     classes_key = "classifier.weight"
 
-    def __init__(self, feature_dim: int, num_classes: int, bottleneck_dim: int = 256):
+    def __init__(self, feature_dim: int, num_classes: int, bottleneck_dim: int | None = None,
+                 test_sampling: bool = False, noise_seed: int = 0):
         super().__init__()
-        self.bottleneck_dim = int(bottleneck_dim)
+        self.bottleneck_dim = int(bottleneck_dim) if bottleneck_dim else max(1, feature_dim // 2)
+        self.test_sampling, self.noise_seed = bool(test_sampling), int(noise_seed)
         self.encoder = nn.Linear(feature_dim, 2 * self.bottleneck_dim)
         self.classifier = nn.Linear(self.bottleneck_dim, num_classes)
 
@@ -45,11 +54,14 @@ class VIBHead(nn.Module):
 
     def forward_stats(self, f: torch.Tensor, noise: torch.Tensor | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(logits (N, K), μ, σ); in training z = μ + σ·noise (noise ~ N(0, I) when None), else z = μ."""
+        """(logits (N, K), μ, σ); in training z = μ + σ·noise (noise ~ N(0, I) when None); in eval
+        z = μ + σ·ε with ε keyed by μ when `test_sampling`, else z = μ."""
         mu, std = self.stats(f)
         if self.training:
             eps = noise if noise is not None else torch.randn_like(std)
             z = mu + std * eps
+        elif self.test_sampling:
+            z = mu + std * keyed_noise(mu.detach(), self.noise_seed)
         else:
             z = mu
         return self.classifier(z), mu, std
@@ -60,12 +72,23 @@ class VIBHead(nn.Module):
 
     def spec(self) -> dict[str, Any]:
         """What a checkpoint needs to rebuild this head."""
-        return {"kind": "vib", "bottleneck_dim": self.bottleneck_dim}
+        return {"kind": "vib", "bottleneck_dim": self.bottleneck_dim, "test_sampling": self.test_sampling,
+                "noise_seed": self.noise_seed}
 
     @classmethod
     def from_spec(cls, feature_dim: int, num_classes: int, spec: dict[str, Any]) -> VIBHead:
         """Rebuild from `spec()` output."""
-        return cls(feature_dim, num_classes, int(spec["bottleneck_dim"]))
+        return cls(feature_dim, num_classes, int(spec["bottleneck_dim"]), bool(spec.get("test_sampling", False)),
+                   int(spec.get("noise_seed", 0)))
+
+
+def keyed_noise(mu: torch.Tensor, seed: int, quantum: float = 1 / 64) -> torch.Tensor:
+    """Standard normal noise (N, k) whose row i depends only on μ's row i (on a grid of `quantum`, so
+    rounding differences between batch sizes do not change it) and `seed`."""
+    bits = torch.round(mu.float() / quantum).long().cpu()  # (N, k)
+    weights = rng.hash_bits(seed, torch.arange(bits.shape[1]))  # a fixed odd-ish multiplier per column
+    keys = (bits * (weights | 1)).sum(dim=1)  # wrapping int64 arithmetic: a hash of the row
+    return rng.normal_matrix(seed, keys, bits.shape[1]).to(mu.device, mu.dtype)
 
 
 def gaussian_kl(mu: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -76,16 +99,19 @@ def gaussian_kl(mu: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class MIDParams:
-    """β weighs the KL term (paper range 0.003–0.01); `bottleneck_dim` is k (paper: 512)."""
+    """β weighs the KL term (paper range 0.003–0.01); `bottleneck_dim` is k (null: half the feature
+    dimension, as in the reference code); `test_sampling` samples z at test time too (reference)."""
 
     beta: float = 0.003
-    bottleneck_dim: int = 256
+    bottleneck_dim: int | None = None
+    test_sampling: bool = True
+    noise_seed: int = 0
 
     def validate(self) -> None:
         if self.beta < 0:
             raise ValueError("beta: must be ≥ 0")
-        if self.bottleneck_dim < 1:
-            raise ValueError("bottleneck_dim: must be ≥ 1")
+        if self.bottleneck_dim is not None and self.bottleneck_dim < 1:
+            raise ValueError("bottleneck_dim: must be ≥ 1 (or null: half the feature dimension)")
 
 
 @DEFENSES.register("mid_vib", paper=PAPER,
@@ -102,16 +128,20 @@ class MIDVIB(Defense):
         super().__init__(params, path=path)
         self._noise_gen: torch.Generator | None = None
 
+    def _head(self, model: Classifier) -> VIBHead:
+        p = self.params
+        return VIBHead(model.feature_dim, model.num_classes, p.bottleneck_dim, p.test_sampling, p.noise_seed)
+
     def adapt_architecture(self, model: Classifier) -> Classifier:
         if not isinstance(model.head, VIBHead):
-            model.set_head(VIBHead(model.feature_dim, model.num_classes, self.params.bottleneck_dim))
+            model.set_head(self._head(model))
         return model
 
     def _prepare(self, model: Classifier, ctx: DefenseContext) -> Classifier:
         # Seeded head initialisation without disturbing the caller's global RNG.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed)
-            model.set_head(VIBHead(model.feature_dim, model.num_classes, self.params.bottleneck_dim))
+            model.set_head(self._head(model))
         # Noise is drawn on the CPU from an explicit generator: identical on every device.
         self._noise_gen = make_generator("mid_vib-noise", ctx.seed)
         return model.to(ctx.device)

@@ -188,10 +188,18 @@ class InceptionFID(Metric):
 
     def score_run(self, ctx, batch: RunBatch) -> dict[str, float]:
         """fid of the run."""
-        net = ctx.networks["inception"]
-        fake_i = extract_features(net, batch.images, 16, ctx.device)
-        real_i = extract_features(net, batch.real_images, 16, ctx.device)
+        real_i, fake_i = inception_features(ctx, batch)
         return {"fid": fid_from_features(real_i, fake_i)}
+
+
+def inception_features(ctx, batch: RunBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(private, reconstruction) Inception pool features of a run, computed once (FID and PRDC share them)."""
+    key = ("inception", id(batch))
+    if key not in ctx.cache:
+        net = ctx.networks["inception"]
+        ctx.cache[key] = (extract_features(net, batch.real_images, 16, ctx.device),
+                          extract_features(net, batch.images, 16, ctx.device))
+    return ctx.cache[key]
 
 
 class EvalFID(Metric):

@@ -132,21 +132,51 @@ def prdc_per_class(real: torch.Tensor, real_labels: torch.Tensor, fake: torch.Te
 
 
 class PRDC(Metric):
-    """Precision / recall / density / coverage (k = 3) per attacked class, averaged, in evaluation-model
-    features."""
+    """Precision / recall / density / coverage (k = 3) per attacked class, averaged, in pytorch-fid
+    Inception features — the published metric (needs local Inception weights)."""
 
     name = "prdc"
     description = ("precision / recall / density / coverage (k=3) of reconstructions vs private images of the "
-                   "same class in evaluation-model features, averaged over attacked classes")
-    columns = tuple(Column(k, "higher", f"{k} (k = 3, evaluation-model features)", unit="fraction")
+                   "same class in Inception-v3 pool features, averaged over attacked classes (needs local "
+                   "Inception weights)")
+    columns = tuple(Column(k, "higher", f"{k} (k = 3, Inception features)", unit="fraction") for k in PRDC_KEYS)
+    scope = "run"
+    requires = "inception"
+    order = 60
+
+    def setup(self, ctx) -> None:
+        """Load Inception from local weights (MetricUnavailable says what to set when absent)."""
+        from mibench.metrics.fid import InceptionFeatures
+
+        if "inception" not in ctx.networks:
+            ctx.networks["inception"] = InceptionFeatures().to(ctx.device)
+
+    def score_run(self, ctx, batch: RunBatch) -> dict[str, float]:
+        """The four values of the run."""
+        from mibench.metrics.fid import inception_features
+
+        real, fake = inception_features(ctx, batch)
+        pr = prdc_per_class(real, batch.real_labels, fake, batch.labels, batch.classes, k=3)
+        return {k: pr[k] for k in PRDC_KEYS}
+
+
+class EvalPRDC(Metric):
+    """The same four values in evaluation-model features, under their own names (`*_eval`): not
+    comparable with published (Inception) PRDC."""
+
+    name = "prdc_eval"
+    description = ("precision / recall / density / coverage (k=3) in evaluation-model features (`*_eval`; not "
+                   "comparable with the published Inception-feature PRDC)")
+    columns = tuple(Column(f"{k}_eval", "higher", f"{k} (k = 3, evaluation-model features)", unit="fraction")
                     for k in PRDC_KEYS)
     scope = "run"
-    order = 60
+    order = 65
 
     def score_run(self, ctx, batch: RunBatch) -> dict[str, float]:
         """The four values of the run."""
         pr = prdc_per_class(batch.real_feats, batch.real_labels, batch.feats, batch.labels, batch.classes, k=3)
-        return {k: pr[k] for k in PRDC_KEYS}
+        return {f"{k}_eval": pr[k] for k in PRDC_KEYS}
 
 
 METRICS.register("prdc", description=PRDC.description)(PRDC())
+METRICS.register("prdc_eval", description=EvalPRDC.description)(EvalPRDC())

@@ -55,6 +55,14 @@ def environment(device: torch.device, world_size: int = 1) -> dict[str, Any]:
     return env
 
 
+def metric_images_ref(target, evaluator):
+    """Where the metrics' private images come from: the originals at the evaluation model's
+    resolution (its card's dataset params) when it is the target's dataset — as the published metrics
+    resize the original images to the extractor's size — rather than the target's images upsampled."""
+    ev, ref = evaluator.dataset, target.dataset
+    return ev if (ev.name, ev.resolved_root()) == (ref.name, ref.resolved_root()) else ref
+
+
 def _group_size(run: ResolvedRun) -> int:
     if run.spec.classes_per_group:
         return run.spec.classes_per_group
@@ -120,7 +128,8 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
 
     ctx = AttackContext(access=access, prior=prior, device=dev, seed=spec.seed, output_size=out_size,
                         progress=progress, store_dir=folder.attack_dir(run.attack.name), public_data=public_data)
-    private = load_dataset(ref.name, "private-train", ref.resolved_root(), **ref.params)
+    real = metric_images_ref(run.target, run.evaluator)
+    private = load_dataset(real.name, "private-train", real.resolved_root(), **real.params)
     scorer = ReconstructionScorer.create(evaluator, private, dev, extra=spec.extra_metrics,
                                          private_test=private_test)
 

@@ -178,10 +178,30 @@ def external_accuracy(card: TargetCard, model: torch.nn.Module,
         return card.natural_accuracy, "card"
     record = cache_dir() / "zoo" / "accuracy" / f"{card.name}-{sha256_file(weights)[:16]}.json"
     if record.is_file():
-        return json.loads(record.read_text())["natural_accuracy"], "measured"
-    acc = evaluate_accuracy(model, dataset(card.dataset, "private-test"), device)
-    atomic_write_json(record, {"natural_accuracy": acc, "weights": str(weights)})
-    if card.natural_accuracy is not None and abs(acc - card.natural_accuracy) > 0.02:
-        log.warning("%s: measured natural accuracy %.1f%% differs from the card's %.1f%% — are these the "
-                    "right weights / dataset split?", card.name, 100 * acc, 100 * card.natural_accuracy)
+        acc = json.loads(record.read_text())["natural_accuracy"]
+    else:
+        acc = evaluate_accuracy(model, dataset(card.dataset, "private-test"), device)
+        atomic_write_json(record, {"natural_accuracy": acc, "weights": str(weights)})
+    check_natural_accuracy(card, acc)
     return acc, "measured"
+
+
+# A target this far below its card's accuracy is not the model the card describes.
+REFUSE_BELOW = 0.10
+
+
+def check_natural_accuracy(card: TargetCard, measured: float) -> None:
+    """Refuse weights whose measured accuracy is far below the card's (wrong file, wrong input
+    normalisation, wrong split); warn on a smaller difference."""
+    expected = card.natural_accuracy
+    if expected is None:
+        return
+    if measured < expected - REFUSE_BELOW:
+        raise MIBenchError(f"measured natural accuracy {100 * measured:.1f}% is far below the card's "
+                           f"{100 * expected:.1f}%: these weights do not behave like the model the card describes",
+                           path=card.path, field="natural_accuracy",
+                           fix="check the weights file, the input normalisation (arch_params mean/std: PPA's "
+                               "checkpoints use 0.5/0.5) and the dataset split")
+    if abs(measured - expected) > 0.02:
+        log.warning("%s: measured natural accuracy %.1f%% differs from the card's %.1f%% — are these the "
+                    "right weights / dataset split?", card.name, 100 * measured, 100 * expected)
