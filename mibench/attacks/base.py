@@ -158,6 +158,10 @@ class Attack(ABC):
         return cls(from_dict(cls.config_cls, data, path=f"attack {cls.name} (preset {preset})",
                              error=AttackError))
 
+    def classes_per_group(self) -> int:
+        """How many classes the runner hands `attack_classes` at once (enough to fill one batch)."""
+        return 1
+
     def surrogates(self) -> nn.Module | None:
         """The attack's surrogate of the target (images in [0, 1] → logits), when it trains one; the
         harness then reports how often it agrees with the target. Default: None."""
@@ -201,6 +205,11 @@ class GenerativeAttack(Attack):
     def num_candidates(self) -> int:
         """Candidates optimised per class (the config's `num_candidates`)."""
         return self.config.num_candidates
+
+    def classes_per_group(self) -> int:
+        """Classes whose candidates fill one optimisation batch (`batch_size` // `num_candidates`)."""
+        per_class = self.num_candidates or 1
+        return max(1, getattr(self.config, "batch_size", per_class) // per_class)
 
     @property
     def num_final(self) -> int:

@@ -64,11 +64,7 @@ def metric_images_ref(target, evaluator):
 
 
 def _group_size(run: ResolvedRun) -> int:
-    if run.spec.classes_per_group:
-        return run.spec.classes_per_group
-    cfg = run.attack.config
-    per_class = getattr(run.attack, "num_candidates", 1) or 1
-    return max(1, getattr(cfg, "batch_size", per_class) // per_class)
+    return run.spec.classes_per_group or run.attack.classes_per_group()
 
 
 def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", resume: Path | None = None,
