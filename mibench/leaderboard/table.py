@@ -7,9 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from mibench.metrics.base import Column, all_columns
+from mibench.metrics.base import Column, entry_columns
 from mibench.ops.fileio import atomic_write_text
-from mibench.registry import METRICS
 
 HEAD = ["entry_id", "dataset", "target", "architecture", "defense", "defense_params", "attack", "access",
         "prior", "evaluator", "evaluator_acc", "natural_acc"]
@@ -18,9 +17,7 @@ TAIL = ["queries", "wall_time_s", "classes", "seed", "device", "created"]
 
 def metric_columns(entries: list[dict[str, Any]]) -> list[Column]:
     """The metric registry's columns: every default metric's, and an optional metric's when an entry has it."""
-    present = {k for e in entries for k in e["metrics"]}
-    names = [n for n in METRICS.names() if any(c.name in present for c in METRICS.get(n).columns)]
-    return all_columns(names)
+    return entry_columns(entries)
 
 
 def columns(entries: list[dict[str, Any]]) -> list[str]:

@@ -262,3 +262,12 @@ def metric_kinds(names: Any = ()) -> list[Metric]:
 def all_columns(names: Any = ()) -> list[Column]:
     """Every column of `metric_kinds(names)`, in table order."""
     return [c for k in metric_kinds(names) for c in k.columns]
+
+
+def entry_columns(entries: Sequence[dict[str, Any]]) -> list[Column]:
+    """The columns to show for some entries: every default metric's, and an optional metric's when
+    one of the entries has it (in table order)."""
+    from mibench.registry import METRICS
+
+    present = {k for e in entries for k in e["metrics"]}
+    return all_columns([n for n in METRICS.names() if any(c.name in present for c in METRICS.get(n).columns)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mibench.metrics.base import all_columns
+from mibench.metrics.base import entry_columns
 
 
 def text_table(rows: list[dict], columns: list[str]) -> str:
@@ -22,17 +22,9 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}"
 
 
-def _table_columns(entries: list[dict[str, Any]]):
-    extra = {k for e in entries for k in e["metrics"]}
-    from mibench.registry import METRICS
-
-    names = [n for n in METRICS.names() if any(c.name in extra for c in METRICS.get(n).columns)]
-    return [c for c in all_columns(names) if c.in_table]
-
-
 def results_table(entries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
     """(rows, columns) of the printed results table."""
-    cols = _table_columns(entries)
+    cols = [c for c in entry_columns(entries) if c.in_table]
     rows = []
     for e in entries:
         m = e["metrics"]
