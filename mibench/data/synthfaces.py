@@ -853,6 +853,9 @@ def render_split(split: str, params: SynthFacesParams, *,
 # ------------------------------------------------------------------------------------------- cache
 
 
+RENDERS = ArtifactCache("synthfaces")
+
+
 def cache_key(split: str, params: SynthFacesParams) -> dict[str, Any]:
     """Everything that decides a split's bytes besides the code: split, resolution, seed, its counts."""
     key = {"format": CACHE_FORMAT, "split": split, "resolution": params.resolution, "seed": params.seed}
@@ -862,8 +865,8 @@ def cache_key(split: str, params: SynthFacesParams) -> dict[str, Any]:
 
 def cache_artifact(split: str, params: SynthFacesParams) -> Artifact:
     """The split's cache entry: `cache_dir()/synthfaces/<split>-<R>px-<key>.safetensors` (+ sidecar)."""
-    return ArtifactCache("synthfaces").artifact(f"{split}-{params.resolution}px", cache_key(split, params),
-                                                code=("mibench.data.synthfaces",))
+    return RENDERS.artifact(f"{split}-{params.resolution}px", cache_key(split, params),
+                            code=("mibench.data.synthfaces",))
 
 
 def load_split(split: str, params: SynthFacesParams) -> tuple[torch.Tensor, torch.Tensor]:
@@ -879,7 +882,7 @@ def load_split(split: str, params: SynthFacesParams) -> tuple[torch.Tensor, torc
             save_file(rendered, str(tmp))
         return [".safetensors"], {"images": len(rendered["images"])}
 
-    ArtifactCache("synthfaces").get_or_build(art, build)
+    RENDERS.get_or_build(art, build)
     if rendered:
         return rendered["images"], rendered["labels"]
     # Read into memory (not memory-mapped): the tensors stay valid whatever happens to the file.

@@ -18,8 +18,8 @@ import pandas as pd
 
 from mibench import __version__
 from mibench.leaderboard.entries import copy_grid
-from mibench.leaderboard.table import matrix, metric_columns, to_frame
-from mibench.metrics.base import Column
+from mibench.leaderboard.table import matrix, to_frame
+from mibench.metrics.base import Column, entry_columns
 from mibench.ops.fileio import atomic_write_text
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -47,8 +47,8 @@ def metric_cell(col: Column, m: dict[str, Any]) -> tuple[str, Any, str]:
     v = m.get(col.name)
     if v is None and col.fallback and m.get(col.fallback) is not None:
         v = m.get(col.fallback)
-        return col.page_key, v, _fmt(v, pct=col.percent, digits=col.digits) + "ᵉ"
-    return col.page_key, v, _fmt(v, pct=col.percent, digits=col.digits)
+        return col.page_key, v, col.format(v) + "ᵉ"
+    return col.page_key, v, col.format(v)
 
 
 def plot_points(entries: list[dict[str, Any]], width: int = 520, height: int = 360,
@@ -85,7 +85,7 @@ def render_site(entries: list[tuple[dict[str, Any], Path]], site_dir: Path) -> P
     """Write index.html and the grids; returns the page path."""
     site_dir.mkdir(parents=True, exist_ok=True)
     plain = [e for e, _ in entries]
-    page_cols = [c for c in metric_columns(plain) if c.page_key]
+    page_cols = [c for c in entry_columns(plain) if c.page_key]
     rows = []
     for entry, path in entries:
         grid_rel = f"assets/{entry['entry_id']}.png"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from mibench.metrics.base import Column, entry_columns
+from mibench.metrics.base import entry_columns
 from mibench.ops.fileio import atomic_write_text
 
 HEAD = ["entry_id", "dataset", "target", "architecture", "defense", "defense_params", "attack", "access",
@@ -15,14 +15,9 @@ HEAD = ["entry_id", "dataset", "target", "architecture", "defense", "defense_par
 TAIL = ["queries", "wall_time_s", "classes", "seed", "device", "created"]
 
 
-def metric_columns(entries: list[dict[str, Any]]) -> list[Column]:
-    """The metric registry's columns: every default metric's, and an optional metric's when an entry has it."""
-    return entry_columns(entries)
-
-
 def columns(entries: list[dict[str, Any]]) -> list[str]:
     """The CSV's columns, in order."""
-    return HEAD + [c.name for c in metric_columns(entries)] + TAIL
+    return HEAD + [c.name for c in entry_columns(entries)] + TAIL
 
 
 def entry_row(entry: dict[str, Any], metric_names: list[str] | None = None) -> dict[str, Any]:
@@ -36,7 +31,7 @@ def entry_row(entry: dict[str, Any], metric_names: list[str] | None = None) -> d
         "attack": entry["attack"]["name"], "access": entry["attack"]["access"],
         "prior": (entry.get("prior") or {}).get("name", ""), "evaluator": entry["evaluator"]["name"],
         "evaluator_acc": entry["evaluator"].get("accuracy"), "natural_acc": t.get("natural_accuracy"),
-        **{k: m.get(k) for k in (metric_names or [c.name for c in metric_columns([entry])])},
+        **{k: m.get(k) for k in (metric_names or [c.name for c in entry_columns([entry])])},
         "queries": entry["queries"]["total"], "wall_time_s": entry["wall_time_s"],
         "classes": len(entry["classes"]), "seed": entry["seed"],
         "device": entry["environment"].get("device"), "created": entry["created"],
@@ -45,7 +40,7 @@ def entry_row(entry: dict[str, Any], metric_names: list[str] | None = None) -> d
 
 def to_frame(entries: list[dict[str, Any]]) -> pd.DataFrame:
     """All entries as a DataFrame (fixed column order), sorted by dataset, target, attack."""
-    names = [c.name for c in metric_columns(entries)]
+    names = [c.name for c in entry_columns(entries)]
     df = pd.DataFrame([entry_row(e, names) for e in entries], columns=columns(entries))
     return df.sort_values(["dataset", "target", "attack", "entry_id"], kind="stable").reset_index(drop=True)
 

@@ -122,9 +122,9 @@ class FaceNetDistance(Metric):
         cache = ctx.cache.setdefault("facenet_real", {})
         if c not in cache:
             cache[c] = extract_features(net, ctx.real_images[real_idx], ctx.batch_size, ctx.device)
-        fake = extract_features(net, batch.images, ctx.batch_size, ctx.device)
+        recon = extract_features(net, batch.images, ctx.batch_size, ctx.device)
         real_lbl = torch.full((len(real_idx),), c, dtype=torch.long)
-        return {"facenet_dist": float(knn_distance(fake, batch.labels, cache[c], real_lbl).mean())}
+        return {"facenet_dist": float(knn_distance(recon, batch.labels, cache[c], real_lbl).mean())}
 
 
 METRICS.register("facenet_dist", description=FaceNetDistance.description)(FaceNetDistance())

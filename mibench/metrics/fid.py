@@ -188,8 +188,8 @@ class InceptionFID(Metric):
 
     def score_run(self, ctx, batch: RunBatch) -> dict[str, float]:
         """fid of the run."""
-        real_i, fake_i = inception_features(ctx, batch)
-        return {"fid": fid_from_features(real_i, fake_i)}
+        real_i, recon_i = inception_features(ctx, batch)
+        return {"fid": fid_from_features(real_i, recon_i)}
 
 
 def inception_features(ctx, batch: RunBatch) -> tuple[torch.Tensor, torch.Tensor]:

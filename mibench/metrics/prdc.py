@@ -155,8 +155,8 @@ class PRDC(Metric):
         """The four values of the run."""
         from mibench.metrics.fid import inception_features
 
-        real, fake = inception_features(ctx, batch)
-        pr = prdc_per_class(real, batch.real_labels, fake, batch.labels, batch.classes, k=3)
+        real, recon = inception_features(ctx, batch)
+        pr = prdc_per_class(real, batch.real_labels, recon, batch.labels, batch.classes, k=3)
         return {k: pr[k] for k in PRDC_KEYS}
 
 

@@ -96,11 +96,6 @@ class Entry:
         """Write atomically as indented, key-sorted JSON."""
         atomic_write_json(path, self.data)
 
-    @property
-    def metrics(self) -> dict[str, Any]:
-        """Every metric of the run (None when unavailable; `unavailable` says why)."""
-        return self.data["metrics"]
-
 
 def session_id(start: float) -> str:
     """Identifies one process's work on a run (its start time)."""
@@ -203,7 +198,7 @@ def finalize(folder: RunFolder, run: ResolvedRun, config: dict[str, Any], scorer
         "artifacts": {"grid": "grid.png", "per_class_csv": "per_class.csv"},
         "environment": environment,
     }
-    folder.write_entry(entry)
+    Entry(entry).write(folder.entry_file)
     return entry
 
 

@@ -153,7 +153,3 @@ class RunFolder:
         for m in per_class:
             w.writerow(m)
         atomic_write_text(self.path / "per_class.csv", buf.getvalue())
-
-    def write_entry(self, entry: dict[str, Any]) -> None:
-        """entry.json."""
-        atomic_write_json(self.entry_file, entry)
