@@ -292,8 +292,41 @@ def list_cards(kind: str) -> list[Any]:
     return [load_card(p, kind) for _, p in sorted(card_files(kind).items())]
 
 
+REPLICATE = "@"  # `<target card>@k`: the card trained with seed `train.seed + k` (a replicate)
+
+
+def replicate_index(name: str) -> int:
+    """k of a replicate name `<card>@k` (0 for a plain card name)."""
+    base, sep, k = name.partition(REPLICATE)
+    if not sep:
+        return 0
+    if not k.isdigit():
+        raise CardError(f"'{name}': a replicate is named <card>@<k> with k a whole number", field="name",
+                        fix=f"e.g. {base}@1")
+    return int(k)
+
+
+def replicate_card(card: TargetCard, k: int) -> TargetCard:
+    """Replicate k of a target card: the same card trained with seed `train.seed + k`, named `<card>@k`
+    (k = 0 is the card itself). Replicates measure how much a result owes to the training seed."""
+    if k == 0:
+        return card
+    base = card.name.partition(REPLICATE)[0]
+    if card.train is None:
+        raise CardError(f"'{base}' loads a weights file; only cards with a training recipe have replicates",
+                        path=card.path, field="train")
+    new = dataclasses.replace(card, name=f"{base}{REPLICATE}{k}",
+                              train=dataclasses.replace(card.train, seed=card.train.seed + k))
+    new.path = card.path
+    return new
+
+
 def get_card(kind: str, name: str) -> Any:
-    """The card of `kind` called `name`, with a 'did you mean' suggestion when unknown."""
+    """The card of `kind` called `name` (targets also `<name>@k`, a training-seed replicate), with a
+    'did you mean' suggestion when unknown."""
+    if kind == "target" and REPLICATE in name:
+        base = name.partition(REPLICATE)[0]
+        return replicate_card(get_card(kind, base), replicate_index(name))
     files = card_files(kind)
     if name not in files:
         from mibench.errors import RegistryError

@@ -89,11 +89,14 @@ def zoo() -> None:
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … or auto.")
 @click.option("--jobs", type=int, default=None,
               help="Parallel builds (default: one per CPU core on CPU, 1 on GPU).")
-@click.option("--force", is_flag=True, help="Rebuild even when a cached copy exists.")
+@click.option("--force", is_flag=True, help="Retrain locally even when a shipped or cached copy exists "
+              "(the local build then replaces the shipped one on this machine).")
 def zoo_build(names: tuple[str, ...], device: str, jobs: int | None, force: bool) -> None:
-    """Train the zoo entries NAMES (default: every card with a training recipe that is not built yet).
+    """Train the zoo entries NAMES (default: every card with a training recipe that is not built yet,
+    training-seed replicates `<card>@1`, `<card>@2` included).
 
-    Trained models are cached in $MIBENCH_CACHE (default ~/.cache/mibench) by card hash + code
+    Entries shipped with mibench (status 'shipped') are used as they are when their card hash
+    matches; others are trained into $MIBENCH_CACHE (default ~/.cache/mibench) by card hash + code
     version, so a second call returns at once. Prints a table of natural accuracies.
     """
     import time
@@ -103,8 +106,35 @@ def zoo_build(names: tuple[str, ...], device: str, jobs: int | None, force: bool
 
     t0 = time.time()
     rows = zoo_mod.build_zoo(list(names) or None, device=str(resolve_device(device)), jobs=jobs, force=force)
-    click.echo(_table(rows, ["name", "role", "defense", "status", "natural_acc", "train_s"]))
+    click.echo(_table(rows, ["name", "role", "defense", "status", "natural_acc", "train_s", "prior_quality"]))
     click.echo(f"zoo ready in {time.time() - t0:.0f}s")
+
+
+@zoo.command("verify")
+@click.argument("names", nargs=-1)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … or auto.")
+@click.option("--jobs", type=int, default=None, help="Parallel retrains (default: one per CPU core on CPU).")
+def zoo_verify(names: tuple[str, ...], device: str, jobs: int | None) -> None:
+    """Retrain shipped targets NAMES (default: all) in a temporary folder and report how close each
+    retrain gets: natural accuracy shipped vs retrained, prediction agreement, identical weights."""
+    from mibench.run.execute import resolve_device
+    from mibench.zoo.shipping import verify
+
+    rows = verify(list(names) or None, device=str(resolve_device(device)), jobs=jobs)
+    click.echo(_table(rows, ["name", "shipped_acc", "retrained_acc", "delta_pts", "prediction_agreement",
+                             "identical_weights", "train_s"]))
+
+
+@zoo.command("ship")
+@click.argument("names", nargs=-1)
+def zoo_ship(names: tuple[str, ...]) -> None:
+    """Maintainers: copy local builds of NAMES (default: the default zoo with its replicates, and the
+    T-ACGAN warm-ups) into mibench/shipped/, with a manifest each. Unchanged weights are left alone."""
+    from mibench.zoo.shipping import ship, shipped_size
+
+    rows = ship(list(names) or None)
+    click.echo(_table(rows, ["name", "status", "MB", "file"]))
+    click.echo(f"shipped store: {shipped_size() / 2**20:.1f} MB")
 
 
 @zoo.command("preview")

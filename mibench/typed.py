@@ -113,11 +113,22 @@ def from_dict(cls: type, data: Any, *, path: str | Path | None = None, prefix: s
     return obj
 
 
+def added_field(default: Any) -> Any:
+    """A field added to a schema after cards were hashed: left out of `to_dict` (card hashes, run ids)
+    while it holds its default, so adding an option changes no existing hash."""
+    return dataclasses.field(default=default, metadata={"omit_default": True})
+
+
+def _kept(obj: Any, f: dataclasses.Field) -> bool:
+    if f.metadata.get("derived"):
+        return False
+    return not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default)
+
+
 def to_dict(obj: Any) -> Any:
     """A dataclass (possibly nested) as plain JSON-able dicts and lists."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                if not f.metadata.get("derived")}
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if _kept(obj, f)}
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):

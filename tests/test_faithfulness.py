@@ -183,3 +183,100 @@ def test_metric_images_come_at_the_evaluators_resolution():
     target, evaluator = cards["facescrub-resnet152"], cards["facescrub-inception-v3"]
     assert metric_images_ref(target, evaluator).params["resolution"] == 299
     assert target.dataset.params["resolution"] == 224
+
+
+# 9. LOKT: the published T-ACGAN losses and generator, augmentations and surrogate training
+def test_lokt_defaults_are_the_published_setting():
+    from mibench.attacks.lokt import LOKTAttack
+
+    cfg = LOKTAttack.from_preset("celeba").config
+    arch, recipe = cfg.gan_arch(), cfg.gan_recipe()
+    assert (arch.upsample, arch.out_kernel, recipe.gan_loss) == ("bilinear", 1, "bce")
+    assert recipe.alpha == 1.5 and recipe.class_weight_d() == 1.5  # D's class loss weighted by α too
+    assert cfg.holdout_per_class == 0 and cfg.samples_per_class == 500  # surrogates on all 500 samples
+    surr = cfg.surrogate_recipe(0)
+    assert surr.clean_weight == 0.5
+    aug = surr.augment
+    assert (aug.crop_scale, aug.crop_ratio, aug.flip) == ((0.8, 1.0), (1.0, 1.0), True)
+    assert (aug.color_jitter, aug.jitter_saturation, aug.jitter_p, aug.rotation) == (0.2, False, 0.5, 5.0)
+    assert (cfg.aug_brightness, cfg.aug_contrast, cfg.aug_rotation, cfg.aug_views) == (0.2, 0.2, 5.0, 2)
+    # The embedded preset keeps every method choice and scales only the budget.
+    emb = LOKTAttack.from_preset("synthfaces").config
+    for name in ("gan_loss", "gan_d_cls_weight", "gan_upsample", "gan_out_kernel", "holdout_per_class",
+                 "surrogate_clean_weight", "surrogate_augment", "aug_brightness", "aug_contrast", "aug_rotation"):
+        assert getattr(emb, name) == getattr(cfg, name), name
+
+
+def test_generator_output_conv_is_1x1():
+    from mibench.generators.tacgan import TACGANArch, build_models
+
+    G, _ = build_models(3, TACGANArch(resolution=16, z_dim=8, g_width=4, d_width=4), seed=0)
+    assert G.out_conv.kernel_size == (1, 1)
+    assert G(torch.randn(2, 8), torch.tensor([0, 2])).shape == (2, 3, 16, 16)
+
+
+def test_tacgan_bce_and_hinge_losses_closed_form():
+    from mibench.generators.tacgan import _d_loss, _g_loss
+
+    zero = torch.zeros(4)
+    assert torch.isclose(_d_loss(zero, zero, "bce"), 2 * torch.log(torch.tensor(2.0)))
+    assert torch.isclose(_g_loss(zero, "bce"), torch.log(torch.tensor(2.0)))
+    big = torch.full((4,), 30.0)
+    assert float(_d_loss(big, -big, "bce")) < 1e-6  # a confident, correct D has no loss
+    assert float(_d_loss(big, -big, "hinge")) == 0.0 and float(_g_loss(big, "hinge")) == -30.0
+
+
+def test_every_builtin_attack_has_a_preset_for_every_dataset_kind():
+    from mibench.registry import ATTACKS, DATASETS
+
+    for name in ("ppa", "ifgmi", "lokt"):
+        cls = ATTACKS.get(name)
+        for ds in DATASETS.names():
+            preset = DATASETS.meta(ds).get("attack_preset")
+            if preset:
+                cls.from_preset(preset)  # Stanford Dogs × LOKT used to fail here
+    from mibench.run.spec import RunSpec, resolve
+
+    assert resolve(RunSpec(target="stanford-dogs-resnet152", attack="lokt")).preset == "stanford_dogs"
+
+
+def test_keyed_jitter_and_rotation_are_per_sample_and_bounded():
+    from mibench.ops.transforms import keyed_color_jitter, keyed_rotation
+
+    x = torch.rand(6, 3, 16, 16)
+    keys = torch.arange(6) * 7
+    j = keyed_color_jitter(x, 3, keys, 5, 0.2, 0.0)
+    ratio = (j / x.clamp(min=1e-3))[(x > 0.05) & (j < 0.999)].view(-1)
+    assert float(ratio.min()) >= 0.8 - 1e-4 and float(ratio.max()) <= 1.2 + 1e-4  # x · b, b ∈ [0.8, 1.2]
+    assert torch.equal(keyed_color_jitter(x, 3, keys, 5, 0.2, 0.2, p=0.0), x)
+    r = keyed_rotation(x, 3, keys, 5, 5.0, p=1.0)
+    assert not torch.equal(r, x) and torch.equal(keyed_rotation(x, 3, keys, 5, 5.0, p=0.0), x)
+    for f in (lambda a, k: keyed_color_jitter(a, 3, k, 5, 0.2, 0.2), lambda a, k: keyed_rotation(a, 3, k, 5, 5.0)):
+        alone = f(x[2:3], keys[2:3])
+        assert torch.allclose(f(x, keys)[2:3], alone, atol=1e-6)  # a sample's view ignores its batch
+    flat = torch.full((1, 3, 16, 16), 0.5)
+    rot = keyed_rotation(flat, 1, torch.tensor([0]), 0, 5.0, p=1.0)
+    assert torch.allclose(rot[..., 6:10, 6:10], flat[..., 6:10, 6:10])  # the centre stays, corners fill with 0
+
+
+def test_clean_weight_one_trains_on_the_clean_batch_only():
+    """w = 1 gives exactly the parameters of training without augmentation (batch norm in training
+    mode normalises with batch statistics, so the augmented pass only moves running statistics)."""
+    from mibench.classifiers.recipe import Augment, TrainRecipe
+    from mibench.classifiers.train import train_classifier
+    from mibench.data.base import TensorImageDataset
+
+    gen = torch.Generator().manual_seed(0)
+    ds = TensorImageDataset(torch.randint(0, 256, (24, 3, 16, 16), dtype=torch.uint8, generator=gen),
+                            torch.arange(24) % 3, ["a", "b", "c"], name="tiny", split="train")
+    heavy = Augment(crop_scale=(0.5, 1.0), color_jitter=0.3, rotation=10.0, rotation_p=1.0)
+    none = Augment(crop_scale=None, flip=False, color_jitter=0.0)
+
+    def params(aug, w):
+        model = build_classifier("compact_resnet", 3, 16, {"width": 4, "depths": [1]}, seed=2)
+        recipe = TrainRecipe(epochs=2, batch_size=8, augment=aug, clean_weight=w, seed=1)
+        res = train_classifier(model, ds, None, recipe, progress=False)
+        return [p.detach().clone() for p in res.model.parameters()]
+
+    assert all(torch.equal(a, b) for a, b in zip(params(heavy, 1.0), params(none, 0.0)))
+    assert not all(torch.equal(a, b) for a, b in zip(params(heavy, 0.5), params(none, 0.0)))

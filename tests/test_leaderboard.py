@@ -33,6 +33,14 @@ def test_build_writes_csv_and_page(tmp_path):
     assert (tmp_path / "lb" / "site" / "assets" / "a.png").is_file()
 
 
+def test_rebuild_drops_grids_of_entries_no_longer_there(tmp_path):
+    _board(tmp_path, [make_entry("a", acc1=0.7), make_entry("old", acc1=0.3)])
+    (tmp_path / "lb" / "entries" / "old.json").unlink()
+    build(tmp_path / "lb")
+    assets = tmp_path / "lb" / "site" / "assets"
+    assert (assets / "a.png").is_file() and not (assets / "old.png").exists()
+
+
 def test_strings_from_entries_are_escaped(tmp_path):
     evil = '<script>alert("x")</script>'
     res = _board(tmp_path, [make_entry("evil", target=evil)])

@@ -1,4 +1,4 @@
-"""The wheel ships the cards: built offline, installed into a fresh venv (no dependencies: the test
+"""The wheel ships the cards and the shipped zoo: built offline, installed into a fresh venv (no dependencies: the test
 environment provides them), mibench lists the shipped cards and resolves a run spec from a folder
 that has no cards of its own."""
 
@@ -40,6 +40,9 @@ def test_wheel_installs_with_its_cards(tmp_path):
     listed = subprocess.run([str(venv / "bin" / "mibench"), "list", "targets"], cwd=elsewhere, env=env,
                             capture_output=True, text=True, check=True).stdout
     assert "synthfaces32-resnet-nls" in listed and "facescrub-resnet152" in listed
+    # the wheel carries the shipped zoo: an empty cache still has every embedded target
+    nls = next(line for line in listed.splitlines() if line.startswith("synthfaces32-resnet-nls "))
+    assert "shipped" in nls, nls
     code = ("import mibench, mibench.api as mb; "
             "r = mb.resolve_spec(mb.spec('synthfaces32-resnet', 'ppa', classes=range(3))); "
             "print(mibench.__file__); print(r.run_id()); print(r.prior.name, r.preset)")

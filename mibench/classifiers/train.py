@@ -86,12 +86,25 @@ def augment_batch(x: torch.Tensor, aug: Augment, generator: torch.Generator) -> 
         j = aug.color_jitter
         b = uniform(1 - j, 1 + j).to(dev, x.dtype).view(n, 1, 1, 1)
         c = uniform(1 - j, 1 + j).to(dev, x.dtype).view(n, 1, 1, 1)
-        s = uniform(1 - j, 1 + j).to(dev, x.dtype).view(n, 1, 1, 1)
-        x = x * b
-        gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-        x = (x - gray.mean(dim=(2, 3), keepdim=True)) * c + gray.mean(dim=(2, 3), keepdim=True)
-        gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-        x = gray + (x - gray) * s
+        s = uniform(1 - j, 1 + j).to(dev, x.dtype).view(n, 1, 1, 1) if aug.jitter_saturation else None
+        # Extra draws only for the options that need them: recipes without them keep their numbers.
+        keep = (torch.rand(n, generator=generator) >= aug.jitter_p).to(dev).view(n, 1, 1, 1) if aug.jitter_p < 1 else None
+        y = x * b
+        gray = (0.299 * y[:, 0:1] + 0.587 * y[:, 1:2] + 0.114 * y[:, 2:3])
+        y = (y - gray.mean(dim=(2, 3), keepdim=True)) * c + gray.mean(dim=(2, 3), keepdim=True)
+        if s is not None:
+            gray = (0.299 * y[:, 0:1] + 0.587 * y[:, 1:2] + 0.114 * y[:, 2:3])
+            y = gray + (y - gray) * s
+        x = y if keep is None else torch.where(keep, x, y)
+    if aug.rotation > 0:
+        x = x.clamp(0, 1)
+        angle = (2 * torch.rand(n, generator=generator) - 1) * math.radians(aug.rotation)
+        apply = (torch.rand(n, generator=generator) < aug.rotation_p).to(dev).view(n, 1, 1, 1)
+        rot = torch.zeros(n, 2, 3)
+        rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1] = angle.cos(), -angle.sin(), angle.sin(), angle.cos()
+        grid = F.affine_grid(rot.to(dev, x.dtype), list(x.shape), align_corners=True)
+        # zero fill outside the image (kornia's RandomRotation); images not drawn stay untouched
+        x = torch.where(apply, F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True), x)
     return x.clamp(0, 1)
 
 
@@ -223,8 +236,12 @@ def train_classifier(model: Classifier, train_ds: ImageDataset, test_ds: ImageDa
                 idx = perm[b * bs:(b + 1) * bs]
                 x = x_all[idx.to(x_all.device)].to(device, non_blocking=True).float() / 255.0
                 y = y_all[idx.to(y_all.device)].to(device, non_blocking=True)
-                x = augment_batch(x, recipe.augment, aug_gen).contiguous(memory_format=fmt)
-                loss, logs = defense.loss(model, x, y, step / total)
+                x_aug = augment_batch(x, recipe.augment, aug_gen).contiguous(memory_format=fmt)
+                loss, logs = defense.loss(model, x_aug, y, step / total)
+                if recipe.clean_weight > 0:
+                    # Two passes (separate batch-norm statistics), as LOKT's surrogate training does.
+                    clean, _ = defense.loss(model, x.contiguous(memory_format=fmt), y, step / total)
+                    loss = recipe.clean_weight * clean + (1 - recipe.clean_weight) * loss
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}: "
                                              "lower the learning rate or the defense's strength")

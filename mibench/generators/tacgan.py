@@ -4,17 +4,19 @@ classifier learns the *target's* decision from hard labels, trained on public da
 This module owns the networks, their training and the on-disk cache of the target-independent
 warm-up:
 
-- `TACGANGenerator` G(z, y): z (128-d) → 4×4 features → residual up-sampling blocks with
-  class-conditional batch norm (shared affine + per-class offsets, zero-initialised) → tanh image
-  at 32 or 64 px (any power of two ≥ 8). `y=None` uses the shared affine only (the unconditional
-  generator of the warm-up).
+- `TACGANGenerator` G(z, y): z (128-d) → 4×4 features → residual up-sampling blocks (bilinear ×2,
+  as the SN-GAN-projection code LOKT builds on) with class-conditional batch norm (shared affine +
+  per-class offsets, zero-initialised) → BN → ReLU → 1×1 conv → tanh image at 32 or 64 px (any
+  power of two ≥ 8). `y=None` uses the shared affine only (the unconditional warm-up generator).
 - `TACGANDiscriminator`: spectral-norm residual down-sampling blocks, ReLU + global sum pooling, a
   real/fake head and an auxiliary classifier head over the target's classes.
-- `train_tacgan`: (1) an unconditional warm-up — hinge real/fake loss only, no target queries,
+- `train_tacgan`: (1) an unconditional warm-up — real/fake loss only, no target queries,
   cached under `cache_dir()/lokt/` keyed by (public images, architecture, warm-up recipe, seed,
   code version), so every target trained on the same public data shares it; (2) target-labelled
   training — every discriminator step labels fresh fakes G(z, y) with the target's hard label
-  ŷ = labeler(G(z, y)) and adds CE(D_cls(fake), ŷ); the generator step adds α·CE(D_cls(G(z, y)), y).
+  ŷ = labeler(G(z, y)) and adds w·CE(D_cls(fake), ŷ) (published code: w = α); the generator step
+  adds α·CE(D_cls(G(z, y)), y). The real/fake loss is the published non-saturating BCE
+  (`gan_loss="bce"`) or the hinge loss (`"hinge"`, a named option).
   Finally the generator's batch-norm running statistics are re-estimated ("standing statistics")
   so that eval mode — where samples do not interact — renders as well as training mode.
 
@@ -22,11 +24,10 @@ Parameters whose name contains `class_` are class-specific (per-class batch-norm
 auxiliary head); the warm-up checkpoint holds everything else, so it does not depend on the
 number of target classes. Every random draw comes from explicit seeded generators.
 
-Differences from the published code, on purpose: the published code uses the non-saturating BCE GAN
-loss and weights the discriminator's classification loss by α too; mibench uses the hinge loss and
-an explicit `d_cls_weight` (default 1). The published warm-up keeps feeding random class labels to
-the generator; mibench's warm-up is truly unconditional (`y=None`), which is what makes it
-shareable across targets.
+Differences from the published code, on purpose: the published warm-up keeps feeding random class
+labels to the generator; mibench's warm-up is truly unconditional (`y=None`), which is what makes it
+shareable across targets. Within an iteration the published code takes the generator step before
+the `n_dis` discriminator steps, mibench after them (the same alternation, shifted by one step).
 """
 
 from __future__ import annotations
@@ -127,18 +128,18 @@ class TACGANGenerator(nn.Module):
     Channels: width × (2^L, …, 2, 1) from 4 px to R = 4 · 2^L (capped at 16 × width)."""
 
     def __init__(self, num_classes: int, resolution: int = 64, z_dim: int = 128, width: int = 64,
-                 upsample: Literal["nearest", "bilinear"] = "nearest"):
+                 upsample: Literal["nearest", "bilinear"] = "bilinear", out_kernel: int = 1):
         super().__init__()
         if upsample not in ("nearest", "bilinear"):
             raise CardError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}", field="upsample")
         n = _levels(resolution)
         chans = [width * min(2 ** (n - i), MAX_MULT) for i in range(n + 1)]
         self.num_classes, self.z_dim, self.img_resolution, self.width = int(num_classes), int(z_dim), resolution, width
-        self.upsample = upsample
+        self.upsample, self.out_kernel = upsample, int(out_kernel)
         self.fc = nn.Linear(z_dim, 16 * chans[0])
         self.blocks = nn.ModuleList(GBlock(chans[i], chans[i + 1], num_classes, upsample) for i in range(n))
         self.out_norm = nn.BatchNorm2d(chans[-1])
-        self.out_conv = nn.Conv2d(chans[-1], 3, 3, 1, 1)
+        self.out_conv = nn.Conv2d(chans[-1], 3, self.out_kernel, 1, self.out_kernel // 2)
         _init_(self)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
@@ -150,7 +151,7 @@ class TACGANGenerator(nn.Module):
     def spec(self) -> dict[str, Any]:
         """Constructor arguments (recorded next to saved weights)."""
         return {"num_classes": self.num_classes, "resolution": self.img_resolution, "z_dim": self.z_dim,
-                "width": self.width, "upsample": self.upsample}
+                "width": self.width, "upsample": self.upsample, "out_kernel": self.out_kernel}
 
 
 # ------------------------------------------------------------------------------------------ discriminator
@@ -216,13 +217,15 @@ class TACGANDiscriminator(nn.Module):
 
 @dataclass
 class TACGANArch:
-    """Network sizes (paper: 64 px, z 128, 64 base channels for G and D)."""
+    """Network sizes (paper: 64 px, z 128, 64 base channels for G and D, bilinear up-sampling, a 1×1
+    output convolution)."""
 
     resolution: int = 64
     z_dim: int = 128
     g_width: int = 64
     d_width: int = 64
-    upsample: Literal["nearest", "bilinear"] = "nearest"
+    upsample: Literal["nearest", "bilinear"] = "bilinear"
+    out_kernel: int = 1  # generator's output convolution (published: 1; 3 is a named option)
 
     def validate(self) -> None:
         try:
@@ -231,11 +234,16 @@ class TACGANArch:
             raise ValueError(f"resolution: {exc.args[0]}") from None
         if min(self.z_dim, self.g_width, self.d_width) < 1:
             raise ValueError("z_dim: z_dim, g_width and d_width must be positive")
+        if self.out_kernel not in (1, 3):
+            raise ValueError("out_kernel: must be 1 (published) or 3")
+        if self.upsample not in ("nearest", "bilinear"):
+            raise ValueError("upsample: must be 'nearest' or 'bilinear'")
 
 
 @dataclass
 class TACGANRecipe:
-    """Training schedule (paper: Adam 2e-4, betas (0, 0.9), 5 D steps per G step, batch 128, α 1.5)."""
+    """Training schedule (paper: Adam 2e-4, betas (0, 0.9), 5 D steps per G step, batch 128, α 1.5,
+    BCE real/fake loss, the discriminator's class loss weighted by α too)."""
 
     warmup_steps: int = 1000  # generator steps of the unconditional warm-up (no target queries)
     steps: int = 19000  # generator steps of target-labelled training
@@ -245,7 +253,8 @@ class TACGANRecipe:
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.0, 0.9)
     alpha: float = 1.5  # weight of the generator's CE(D_cls(G(z, y)), y)
-    d_cls_weight: float = 1.0  # weight of the discriminator's CE(D_cls(fake), ŷ)
+    d_cls_weight: float | None = None  # weight of the discriminator's CE(D_cls(fake), ŷ); None: α (published)
+    gan_loss: Literal["bce", "hinge"] = "bce"  # real/fake loss (published: non-saturating BCE)
     real_flip: bool = True  # random horizontal flips of real images
     calibration_batches: int = 20  # batches for the generator's standing batch-norm statistics
     channels_last: bool = True  # NHWC convolutions: markedly faster on CPU (oneDNN) and recent GPUs
@@ -259,8 +268,14 @@ class TACGANRecipe:
             raise ValueError("batch_size: must be ≥ 2 (batch norm)")
         if self.n_dis < 1:
             raise ValueError("n_dis: must be ≥ 1")
+        if self.gan_loss not in ("bce", "hinge"):
+            raise ValueError("gan_loss: must be 'bce' (published) or 'hinge'")
         if self.ema_beta is not None and not 0.0 <= self.ema_beta < 1.0:
             raise ValueError("ema_beta: must be in [0, 1) or null")
+
+    def class_weight_d(self) -> float:
+        """The discriminator's class-loss weight (α unless set)."""
+        return self.alpha if self.d_cls_weight is None else self.d_cls_weight
 
     def queries(self, num_steps: int | None = None) -> int:
         """Target queries of target-labelled training: steps × n_dis × batch_size."""
@@ -268,7 +283,7 @@ class TACGANRecipe:
 
 
 WARMUP_FIELDS = ("warmup_steps", "batch_size", "n_dis", "lr_g", "lr_d", "betas", "real_flip", "channels_last",
-                 "ema_beta")
+                 "ema_beta", "gan_loss")
 
 
 def build_models(num_classes: int, arch: TACGANArch, seed: int,
@@ -276,7 +291,7 @@ def build_models(num_classes: int, arch: TACGANArch, seed: int,
     """(G, D) initialised from `seed` (the caller's global RNG is untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed("tacgan-init", seed))
-        G = TACGANGenerator(num_classes, arch.resolution, arch.z_dim, arch.g_width, arch.upsample)
+        G = TACGANGenerator(num_classes, arch.resolution, arch.z_dim, arch.g_width, arch.upsample, arch.out_kernel)
         D = TACGANDiscriminator(num_classes, arch.resolution, arch.d_width)
     return G.to(device), D.to(device)
 
@@ -290,17 +305,19 @@ class TACGANKind(PriorKind):
     trained_by_zoo = False
 
     def build(self, params: dict[str, Any], resolution: int) -> TACGANGenerator:
-        """A freshly initialised generator; params: num_classes (required), z_dim, width, upsample, seed."""
+        """A freshly initialised generator; params: num_classes (required), z_dim, width, upsample,
+        out_kernel, seed."""
         params = dict(params)
         if "num_classes" not in params:
             raise CardError("a tacgan generator needs params.num_classes", field="params.num_classes")
-        allowed = {"num_classes", "z_dim", "width", "upsample", "seed"}
+        allowed = {"num_classes", "z_dim", "width", "upsample", "out_kernel", "seed"}
         unknown = sorted(set(params) - allowed)
         if unknown:
             raise CardError(f"unknown tacgan parameter '{unknown[0]}'", field=f"params.{unknown[0]}",
                             fix=f"allowed: {', '.join(sorted(allowed))}")
         arch = TACGANArch(resolution=resolution, z_dim=int(params.get("z_dim", 128)),
-                          g_width=int(params.get("width", 64)), upsample=params.get("upsample", "nearest"))
+                          g_width=int(params.get("width", 64)), upsample=params.get("upsample", "bilinear"),
+                          out_kernel=int(params.get("out_kernel", 1)))
         arch.validate()
         return build_models(int(params["num_classes"]), arch, int(params.get("seed", 0)))[0]
 
@@ -376,6 +393,18 @@ class _Sampler:
         return x
 
 
+def _d_loss(real: Tensor, fake: Tensor, kind: str) -> Tensor:
+    """Discriminator real/fake loss on raw scores: BCE (sigmoid; real → 1, fake → 0) or hinge."""
+    if kind == "bce":
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+    return torch.relu(1 - real).mean() + torch.relu(1 + fake).mean()
+
+
+def _g_loss(fake: Tensor, kind: str) -> Tensor:
+    """Generator real/fake loss: non-saturating BCE (fakes labelled real) or hinge (−score)."""
+    return F.softplus(-fake).mean() if kind == "bce" else -fake.mean()
+
+
 def _adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, betas=(float(betas[0]), float(betas[1])))
 
@@ -393,7 +422,7 @@ def _train_phase(G: TACGANGenerator, D: TACGANDiscriminator, real: Tensor, recip
                  steps: int, seed: int, phase: str, device: torch.device,
                  labeler: Callable[[Tensor], Tensor] | None, progress: bool,
                  G_ema: TACGANGenerator | None = None) -> dict[str, Any]:
-    """One phase of hinge-GAN training; conditional (T-ACGAN) when `labeler` is given. `G_ema`, when
+    """One phase of GAN training; conditional (T-ACGAN) when `labeler` is given. `G_ema`, when
     given, tracks the exponential moving average of G with `recipe.ema_beta`."""
     from tqdm import tqdm
 
@@ -420,10 +449,10 @@ def _train_phase(G: TACGANGenerator, D: TACGANDiscriminator, real: Tensor, recip
                 y_hat = labeler(((fake + 1) * 0.5).clamp(0, 1)).to(device) if cond else None
             queries += bs if cond else 0
             rf, logits = D(torch.cat([x_real, fake]))
-            d_loss = torch.relu(1 - rf[:bs]).mean() + torch.relu(1 + rf[bs:]).mean()
+            d_loss = _d_loss(rf[:bs], rf[bs:], recipe.gan_loss)
             if cond:
                 d_cls = F.cross_entropy(logits[bs:], y_hat)
-                d_loss = d_loss + recipe.d_cls_weight * d_cls
+                d_loss = d_loss + recipe.class_weight_d() * d_cls
                 sums["d_cls"] = sums.get("d_cls", 0.0) + float(d_cls.detach())
                 sums["target_agrees"] = sums.get("target_agrees", 0.0) + float((y_hat == y.to(device)).float().mean())
                 sums["d_cls_acc"] = sums.get("d_cls_acc", 0.0) + float((logits[bs:].argmax(1) == y_hat).float().mean())
@@ -438,7 +467,7 @@ def _train_phase(G: TACGANGenerator, D: TACGANDiscriminator, real: Tensor, recip
         y_dev = y.to(device)
         fake = G(z.to(device), y_dev if cond else None)
         rf, logits = D(fake)
-        g_loss = -rf.mean()
+        g_loss = _g_loss(rf, recipe.gan_loss)
         if cond:
             g_cls = F.cross_entropy(logits, y_dev)
             g_loss = g_loss + recipe.alpha * g_cls
@@ -492,7 +521,7 @@ def calibrate_batchnorm(G: TACGANGenerator, batches: int, batch_size: int, seed:
         G.eval()
 
 
-WARMUPS = ArtifactCache("lokt")
+WARMUPS = ArtifactCache("lokt", shippable=True)
 WarmupState = dict[str, dict[str, Tensor]]  # {"G": …, "G_ema": …, "D": …}, class-free state dicts
 
 

@@ -92,7 +92,7 @@ def run_check(suite: RegressionSuite, *, entries_dir: Path = ENTRIES_DIR, out: P
     """Run the suite and compare with the baseline entries; returns the comparison rows."""
     from mibench import zoo
     from mibench.run.execute import resolve_device
-    from mibench.run.suite import run_many
+    from mibench.run.suite import run_many, zoo_names_for
 
     baselines = {e["entry_id"]: e for e, _ in collect(entries_dir)}
     specs = suite.specs()
@@ -105,10 +105,7 @@ def run_check(suite: RegressionSuite, *, entries_dir: Path = ENTRIES_DIR, out: P
     for r in resolved:  # a re-run, not a resume: results left by an earlier check (older code) go
         shutil.rmtree(Path(out) / r.run_id(), ignore_errors=True)
     dev = str(resolve_device(device))
-    # Build what the runs need first (in parallel), so that parallel runs never train the same entry.
-    needed = {n for r in resolved for n in (r.target.name, r.evaluator.name, r.prior.name if r.prior else None)
-              if n is not None}
-    zoo.build_zoo(sorted(needed), device=dev, progress=progress)
+    zoo.build_zoo(zoo_names_for(specs), device=dev, progress=progress)
     # The same execution as the default suite (single-threaded workers on CPU), so a check on the
     # machine that made the baselines reproduces them exactly.
     entries = run_many(specs, out=out, device=dev, desc="regression check")

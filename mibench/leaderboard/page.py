@@ -106,6 +106,11 @@ def render_site(entries: list[tuple[dict[str, Any], Path]], site_dir: Path) -> P
                                                         "metrics", "unavailable", "queries", "environment")
                                   if k in entry}, indent=2, sort_keys=True, default=str),
         })
+    # Grids of entries no longer on the page (e.g. replaced baselines) would linger in assets/.
+    current = {f"{e['entry_id']}.png" for e in plain}
+    for stale in (site_dir / "assets").glob("*.png"):
+        if stale.name not in current:
+            stale.unlink()
     df = to_frame(plain) if plain else pd.DataFrame()
     matrices = []
     for ds in sorted(df["dataset"].unique()) if len(df) else []:

@@ -1,6 +1,7 @@
 """Batched image transforms used inside attacks: the fixed generator→target view (centre crop +
-resize) and random resized crops / flips whose parameters come from counter-based random numbers,
-so each sample's augmentation depends only on its own (class, candidate, step) key."""
+resize), and random resized crops / flips, brightness–contrast jitter and small rotations whose
+parameters come from counter-based random numbers, so each sample's augmentation depends only on
+its own (class, candidate, step) key."""
 
 from __future__ import annotations
 
@@ -57,6 +58,50 @@ def random_resized_crop(x: torch.Tensor, seed: int, keys: torch.Tensor, step: in
     theta[:, 1, 2] = cy.to(x.dtype)
     grid = F.affine_grid(theta, [n, x.shape[1], out_size, out_size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+# Random-number slots per (key, step): 0-4 belong to `random_resized_crop`, the rest to these.
+_SLOT_JITTER_APPLY, _SLOT_BRIGHTNESS, _SLOT_CONTRAST = 5, 6, 7
+_SLOT_ROTATE_APPLY, _SLOT_ANGLE = 8, 9
+
+
+def keyed_color_jitter(x: torch.Tensor, seed: int, keys: torch.Tensor, step: int, brightness: float,
+                       contrast: float, p: float = 1.0) -> torch.Tensor:
+    """Brightness then contrast jitter of images (N, C, H, W) in [0, 1], with probability `p` per
+    image, torchvision semantics: x·b with b ~ U(1 − brightness, 1 + brightness), then a blend with
+    the image's mean grey level by c ~ U(1 − contrast, 1 + contrast); clamped to [0, 1]."""
+    if brightness <= 0 and contrast <= 0:
+        return x
+    k = keys.to(torch.long)
+
+    def factor(slot: int, span: float) -> torch.Tensor:
+        u = rng.uniform(seed, k, step, slot).to(x.device, x.dtype)
+        return (1 - span + 2 * span * u).view(-1, 1, 1, 1)
+
+    b, c = factor(_SLOT_BRIGHTNESS, brightness), factor(_SLOT_CONTRAST, contrast)
+    y = (x * b).clamp(0, 1)
+    grey = (0.299 * y[:, 0:1] + 0.587 * y[:, 1:2] + 0.114 * y[:, 2:3]).mean(dim=(2, 3), keepdim=True)
+    y = ((y - grey) * c + grey).clamp(0, 1)
+    if p < 1.0:
+        off = (rng.uniform(seed, k, step, _SLOT_JITTER_APPLY) >= p).to(x.device).view(-1, 1, 1, 1)
+        y = torch.where(off, x, y)
+    return y
+
+
+def keyed_rotation(x: torch.Tensor, seed: int, keys: torch.Tensor, step: int, degrees: float,
+                   p: float = 0.5) -> torch.Tensor:
+    """Rotate images (N, C, H, W) about their centre by θ ~ U(−degrees, degrees) with probability `p`
+    per image (bilinear, zero fill outside the image, as kornia's RandomRotation)."""
+    if degrees <= 0:
+        return x
+    k = keys.to(torch.long)
+    angle = (2 * rng.uniform(seed, k, step, _SLOT_ANGLE) - 1) * math.radians(degrees)
+    apply = (rng.uniform(seed, k, step, _SLOT_ROTATE_APPLY) < p).to(x.device).view(-1, 1, 1, 1)
+    cos, sin = torch.cos(angle).to(x.device, x.dtype), torch.sin(angle).to(x.device, x.dtype)
+    theta = torch.zeros(x.shape[0], 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
+    grid = F.affine_grid(theta, list(x.shape), align_corners=True)
+    return torch.where(apply, F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True), x)
 
 
 def to_unit(img: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ from mibench.attacks.base import AttackContext, ClassResult
 from mibench.errors import MIBenchError, QueryBudgetExceeded
 from mibench.ops.cache import code_version
 from mibench.ops.imaging import to_uint8
+from mibench.ops.machine import cpu_capability, cpu_name
 from mibench.run.entry import finalize, session_id
 from mibench.run.folder import RunFolder
 from mibench.run.spec import ResolvedRun, RunSpec, resolve
@@ -37,19 +38,12 @@ def resolve_device(device: str) -> torch.device:
 
 def environment(device: torch.device, world_size: int = 1) -> dict[str, Any]:
     """Versions and hardware, recorded in every entry."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     env = {"mibench": __version__,
            "code_version": code_version("mibench.attacks", "mibench.generators", "mibench.classifiers",
                                         "mibench.metrics"),
            "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-           "device": str(device), "cpu": cpu, "threads": torch.get_num_threads(), "world_size": world_size}
+           "device": str(device), "cpu": cpu_name(), "cpu_capability": cpu_capability(),
+           "threads": torch.get_num_threads(), "world_size": world_size}
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env

@@ -82,11 +82,20 @@ def run_suite(attacks: list[str] | None = None, classes: list[int] | None = None
                            fix="run from the mibench checkout or set MIBENCH_CARDS")
     dev = str(resolve_device(device))
     if build:
-        zoo.build_zoo(device=dev)
+        zoo.build_zoo(zoo_names_for(specs), device=dev)
     log.info("default suite: %d runs (zoo ready after %.0fs)", len(specs), time.time() - t0)
     entries = run_many(specs, out=out, device=dev, build=build)
     log.info("default suite finished in %.0fs", time.time() - t0)
     return entries
+
+
+def zoo_names_for(specs: list[RunSpec]) -> list[str]:
+    """The zoo entries `specs` need (targets, evaluators, priors), to build them first and in parallel,
+    so that parallel runs never train the same entry."""
+    needed = set()
+    for r in map(resolve, specs):
+        needed.update(n for n in (r.target.name, r.evaluator.name, r.prior.name if r.prior else None) if n)
+    return sorted(needed)
 
 
 def run_many(specs: list[RunSpec], *, out: Path, device: str = "cpu", build: bool = True,

@@ -7,13 +7,15 @@ import logging
 import time
 from typing import Any
 
-from mibench.cards import get_card, list_cards, load_card
+from mibench.cards import get_card, list_cards, load_card, replicate_card, replicate_index
 from mibench.errors import MIBenchError
 from mibench.ops.pool import run_jobs
 from mibench.zoo.priors import build_generator, generator_status, is_trainable, prior_artifact
 from mibench.zoo.targets import build_target, is_external, target_artifact, target_status
 
 log = logging.getLogger(__name__)
+
+ZOO_REPLICATES = 3  # training seeds of each embedded target: the card itself, @1 and @2
 
 
 def zoo_cards(names: list[str] | None = None) -> list[tuple[str, Any]]:
@@ -29,6 +31,9 @@ def zoo_cards(names: list[str] | None = None) -> list[tuple[str, Any]]:
                 out.append(("generator", get_card("generator", n)))
         return out
     items = [("target", c) for c in list_cards("target") if c.train is not None and not is_external(c)]
+    # The noise floor: every embedded target also in training-seed replicates @1, @2 (evaluators are pinned).
+    items += [("target", replicate_card(c, k)) for _, c in list(items) if c.role == "target"
+              for k in range(1, ZOO_REPLICATES)]
     in_use = {c.dataset.name for _, c in items}
     items += [("generator", c) for c in list_cards("generator")
               if is_trainable(c) and in_use.intersection(c.default_for)]
@@ -37,12 +42,15 @@ def zoo_cards(names: list[str] | None = None) -> list[tuple[str, Any]]:
 
 def _is_built(kind: str, card: Any) -> bool:
     status = target_status(card) if kind == "target" else generator_status(card)
-    return status in ("built", "weights found", "built (trained locally)")
+    return status in ("built", "shipped", "weights found", "built (trained locally)")
 
 
-def build_one(kind: str, card_path: str, device: str, force: bool = False) -> tuple[str, float]:
-    """Build one card (a pool job); returns (name, seconds)."""
+def build_one(kind: str, card_path: str, device: str, force: bool = False,
+              replicate: int = 0) -> tuple[str, float]:
+    """Build one card (a pool job; `replicate` > 0: that training-seed replicate); returns (name, seconds)."""
     card = load_card(card_path, kind)
+    if replicate:
+        card = replicate_card(card, replicate)
     t0 = time.time()
     (build_target if kind == "target" else build_generator)(card, device=device, progress=False, force=force)
     return card.name, time.time() - t0
@@ -76,7 +84,8 @@ def build_zoo(names: list[str] | None = None, device: str = "cpu", jobs: int | N
         (build_target if kind == "target" else build_generator)(card, device=device, progress=progress,
                                                                  force=force)
     elif todo:
-        run_jobs([(build_one, (k, c.path, device, force)) for k, c in todo], device=device, workers=jobs,
+        run_jobs([(build_one, (k, c.path, device, force, replicate_index(c.name))) for k, c in todo],
+                 device=device, workers=jobs,
                  desc="zoo build", progress=progress, on_done=done)
     return zoo_table(items)
 
@@ -87,13 +96,18 @@ def zoo_table(items: list[tuple[str, Any]]) -> list[dict[str, Any]]:
     for kind, card in items:
         if kind == "target":
             row = {"name": card.name, "role": card.role, "defense": card.defense.card, "status": target_status(card)}
-            if row["status"] == "built":
+            if row["status"] in ("built", "shipped"):
                 meta = target_artifact(card).meta()
                 row["natural_acc"] = f"{100 * meta['natural_accuracy']:.1f}%"
                 row["train_s"] = meta.get("build_seconds")
         else:
             row = {"name": card.name, "role": "prior", "defense": "", "status": generator_status(card)}
-            if row["status"] == "built":
-                row["train_s"] = prior_artifact(card).meta().get("build_seconds")
+            if row["status"] in ("built", "shipped"):
+                meta = prior_artifact(card).meta()
+                row["train_s"] = meta.get("build_seconds")
+                q = meta.get("quality")
+                if q:
+                    row["prior_quality"] = (f"FID_eval {q['fid_eval']:.1f} (floor {q['fid_floor']:.2f}), "
+                                            f"classes {100 * q['class_coverage']:.0f}%")
         rows.append(row)
     return rows

@@ -16,11 +16,12 @@ from mibench.cards import GeneratorCard, card_hash, get_card
 from mibench.errors import CheckpointError, MIBenchError
 from mibench.ops.cache import Artifact, ArtifactCache, code_version
 from mibench.registry import GENERATORS
-from mibench.zoo.targets import dataset
+from mibench.zoo.prior_quality import prior_quality, report
+from mibench.zoo.targets import artifact_source, dataset, weights_provenance
 
 log = logging.getLogger(__name__)
 
-PRIORS = ArtifactCache("zoo/generators")
+PRIORS = ArtifactCache("zoo/generators", shippable=True)
 
 
 def prior_code(card: GeneratorCard) -> tuple[str, ...]:
@@ -28,9 +29,10 @@ def prior_code(card: GeneratorCard) -> tuple[str, ...]:
     return (type(GENERATORS.get(card.kind)).__module__, "mibench.data")
 
 
-def prior_artifact(card: GeneratorCard) -> Artifact:
-    """The cache entry of a trained prior (card content + the producing code)."""
-    return PRIORS.artifact(card.name, {"card": card_hash(card)}, prior_code(card))
+def prior_artifact(card: GeneratorCard, local: bool = False) -> Artifact:
+    """The trained prior (card content + the producing code, for a local build); the shipped copy
+    when one exists for this card hash, unless `local`."""
+    return PRIORS.artifact(card.name, {"card": card_hash(card)}, prior_code(card), local=local)
 
 
 def generator_cache_path(card: GeneratorCard) -> Path:
@@ -49,7 +51,10 @@ def generator_status(card: GeneratorCard) -> str:
     if card.weights is not None and card.weights.path:
         p = card.weights.resolved_path()
         return "weights found" if p.is_file() else f"missing weights: {p}"
-    return "built" if prior_artifact(card).exists() else "not built"
+    art = prior_artifact(card)
+    if not art.exists():
+        return "not built"
+    return "shipped" if art.shipped else "built"
 
 
 def build_generator(card: GeneratorCard, device: str | torch.device = "cpu", progress: bool = True,
@@ -74,10 +79,13 @@ def build_generator(card: GeneratorCard, device: str | torch.device = "cpu", pro
                              device=device, progress=progress, card_path=card.path, callback=callback,
                              callback_every=callback_every)
         files = kind.save(trained.G, a.file(kind.weight_suffix))
-        log.info("built prior %s in %.0fs", card.name, time.time() - t0)
+        seconds = round(time.time() - t0, 1)
+        log.info("built prior %s in %.0fs", card.name, seconds)
+        quality = prior_quality(card, trained.G.eval(), device=device)
+        report(card, quality)
         record = {"card": dataclasses.asdict(card), "code_version": code_version(*prior_code(card)),
-                  **trained.record, "build_seconds": round(time.time() - t0, 1), "torch": torch.__version__,
-                  "threads": torch.get_num_threads()}
+                  **trained.record, "build_seconds": seconds, "torch": torch.__version__,
+                  "threads": torch.get_num_threads(), "quality": None if quality is None else quality.to_dict()}
         return [f.name[len(a.stem.name):] for f in files], record
 
     PRIORS.get_or_build(art, build, force=force)
@@ -103,7 +111,7 @@ def load_prior(card: GeneratorCard | str, device: str | torch.device = "cpu", bu
             build_generator(card, device=device, progress=progress)
         meta = art.meta()  # checks every file's sha256 against the cache record
         G = kind.load(art.file(kind.weight_suffix), sha256=None, resolution=card.resolution, params=card.params)
-        info = {"source": str(art.file(kind.weight_suffix)), "train_seconds": meta.get("seconds"),
-                "steps": meta.get("steps")}
+        info = {"source": artifact_source(art), "weights": weights_provenance(art),
+                "train_seconds": meta.get("seconds"), "steps": meta.get("steps")}
     G = G.to(device).eval().requires_grad_(False)
     return G, info

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 # The modules whose code produces a trained target (their import closure is part of its key).
 TARGET_CODE = ("mibench.classifiers.train", "mibench.classifiers.architectures", "mibench.defenses",
                "mibench.data")
-TARGETS = ArtifactCache("zoo/targets")
+TARGETS = ArtifactCache("zoo/targets", shippable=True)
 PRETRAIN = ArtifactCache("zoo/pretrain")
 
 
@@ -41,16 +41,34 @@ def build_defense_for(card: TargetCard):
     return build_defense(dcard.kind, params, path=dcard.path)
 
 
-def target_artifact(card: TargetCard) -> Artifact:
-    """The cache entry of a trained target: card + resolved defense + the training code."""
+def target_artifact(card: TargetCard, local: bool = False) -> Artifact:
+    """The trained target: card + resolved defense (+ the training code, for a local build). The
+    shipped copy when one exists for this card hash (see `mibench.ops.cache`), unless `local`."""
     dcard, params = resolve_defense(card)
     return TARGETS.artifact(card.name, {"card": card_hash(card), "defense_kind": dcard.kind,
-                                        "defense_params": params}, TARGET_CODE)
+                                        "defense_params": params}, TARGET_CODE, local=local)
 
 
 def target_cache_path(card: TargetCard) -> Path:
     """Checkpoint stem of a trained target (`.safetensors` + `.json` are added)."""
     return target_artifact(card).stem
+
+
+def artifact_source(art: Artifact) -> str:
+    """Where an artifact's weights come from, location-free for shipped ones ('shipped:<area>/<file>')."""
+    if art.shipped:
+        from mibench.ops import cache
+
+        return f"shipped:{art.stem.relative_to(cache.SHIPPED)}"
+    return str(art.stem)
+
+
+def weights_provenance(art: Artifact) -> dict[str, Any]:
+    """What an entry records about the weights it attacked: shipped or a local build, their sha256 and
+    the code version that trained them."""
+    record = art.record()
+    return {"origin": "shipped" if art.shipped else "local build",
+            "sha256": record.get("files", {}).get(".safetensors"), "trained_by": record.get("code_version")}
 
 
 def is_external(card) -> bool:
@@ -59,14 +77,17 @@ def is_external(card) -> bool:
 
 
 def target_status(card: TargetCard) -> str:
-    """'built', 'not built', 'weights found' or 'missing weights: <path>' for `mibench list`."""
-    built = target_artifact(card).exists() if card.train is not None else False
+    """'shipped', 'built', 'not built', 'weights found' or 'missing weights: <path>' for `mibench list`."""
+    art = target_artifact(card) if card.train is not None else None
+    built = art is not None and art.exists()
     if is_external(card):
         p = card.weights.resolved_path()
         if p.is_file():
             return "weights found"
         return "built (trained locally)" if built else f"missing weights: {p}"
-    return "built" if built else "not built"
+    if built:
+        return "shipped" if art.shipped else "built"
+    return "not built"
 
 
 def _pretrained_state(card: TargetCard, params: dict[str, Any], ctx) -> None:
@@ -98,11 +119,12 @@ def build_target(card: TargetCard, device: str | torch.device = "cpu", progress:
         raise MIBenchError(f"card '{card.name}' has no training recipe; it loads weights from "
                            f"{card.weights.path if card.weights else '?'}", path=card.path, field="train")
     art = target_artifact(card)
-    TARGETS.get_or_build(art, lambda a: _train_target(card, a, device, progress), force=force)
+    TARGETS.get_or_build(art, lambda a: train_target_files(card, a, device, progress), force=force)
     return art.stem
 
 
-def _train_target(card: TargetCard, art: Artifact, device, progress: bool) -> tuple[list[str], dict[str, Any]]:
+def train_target_files(card: TargetCard, art: Artifact, device, progress: bool) -> tuple[list[str], dict[str, Any]]:
+    """Train the card's model and write its checkpoint at `art`'s paths; returns (file suffixes, meta)."""
     from mibench.classifiers.architectures import build_classifier
     from mibench.classifiers.checkpoint import save_classifier
     from mibench.classifiers.train import train_classifier
@@ -158,9 +180,13 @@ def load_target(card: TargetCard | str, device: str | torch.device = "cpu", buil
                                   fix=f"run `mibench zoo build {card.name}`")
         build_target(card, device=device, progress=progress)
     art.meta()  # the cache record's sha256 of every file
+    if art.shipped and art.record().get("code_version") != code_version(*TARGET_CODE):
+        log.debug("%s: shipped weights, trained by code %s (this code: %s); `mibench zoo verify %s` compares "
+                  "a retrain", card.name, art.record().get("code_version"), code_version(*TARGET_CODE), card.name)
     model, meta = load_classifier(art.stem, expected_arch=card.architecture, expected_num_classes=card.num_classes,
                                   device=device)
-    return model, {"natural_accuracy": meta["natural_accuracy"], "source": str(art.stem),
+    return model, {"natural_accuracy": meta["natural_accuracy"], "source": artifact_source(art),
+                   "weights": weights_provenance(art),
                    "natural_accuracy_source": "measured", "defense": meta.get("defense", {}),
                    "train": {k: v for k, v in meta.get("train", {}).items() if k != "history"},
                    "class_names": meta.get("class_names")}

@@ -1,0 +1,153 @@
+"""The shipped zoo: copying locally trained zoo entries into the store committed with the code
+(`mibench zoo ship`, a maintainer's step), and retraining shipped entries to see how close another
+build gets (`mibench zoo verify`).
+
+Shipped artifacts live in `mibench/shipped/<area>/` (see `mibench.ops.cache`): the embedded targets
+(every defense card in `ZOO_REPLICATES` training seeds), the evaluation model, the default priors
+and LOKT's T-ACGAN warm-up. Each one's sidecar is its manifest: card hash, the code version that
+trained it, the sha256 of every file, training time and natural accuracy / prior figures. A run
+uses the shipped copy whenever the card hash matches, so every machine attacks the same weights.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import platform
+import tempfile
+from typing import Any
+
+import torch
+
+from mibench.cards import card_hash, load_card, replicate_card, replicate_index
+from mibench.errors import MIBenchError
+from mibench.ops import cache
+from mibench.ops.cache import Artifact, code_version
+from mibench.ops.fileio import sha256_file
+from mibench.ops.machine import cpu_capability, cpu_name
+from mibench.zoo.build import zoo_cards
+from mibench.zoo.priors import PRIORS, prior_artifact
+from mibench.zoo.targets import TARGET_CODE, TARGETS, target_artifact
+
+log = logging.getLogger(__name__)
+
+
+def machine() -> dict[str, Any]:
+    """Where an artifact was trained (recorded in its manifest)."""
+    return {"cpu": cpu_name(), "torch": torch.__version__, "cpu_capability": cpu_capability(),
+            "threads": torch.get_num_threads(), "python": platform.python_version()}
+
+
+def _manifest(kind: str, card: Any, art: Artifact) -> dict[str, Any]:
+    meta, record = art.meta(), art.record()
+    out = {"kind": kind, "card": card.name if card is not None else None,
+           "card_hash": card_hash(card) if card is not None else None,
+           "code_version": record.get("code_version"),
+           "sha256": record.get("files"), "bytes": {s: art.file(s).stat().st_size for s in record.get("files", {})},
+           "training_seconds": meta.get("build_seconds", meta.get("summary", {}).get("seconds")),
+           "machine": machine(), "shipped": datetime.date.today().isoformat()}
+    for k in ("natural_accuracy", "quality"):
+        if meta.get(k) is not None:
+            out[k] = meta[k]
+    return out
+
+
+def _warmups() -> list[Artifact]:
+    """Local T-ACGAN warm-ups made by the current code (the ones the default suite used)."""
+    from mibench.generators.tacgan import WARMUPS
+
+    current = code_version("mibench.generators.tacgan")
+    out = []
+    for sidecar in sorted(WARMUPS.root.glob("*.artifact.json")):
+        stem = sidecar.name[:-len(".artifact.json")]
+        name, _, key = stem.rpartition("-")
+        art = Artifact(WARMUPS.root, name, key, ("mibench.generators.tacgan",))
+        record = art.record()
+        if record.get("code_version") == current and record.get("content") is not None:
+            out.append(Artifact(WARMUPS.root, name, key, art.code, record["content"]))
+    return out
+
+
+def ship(names: list[str] | None = None, warmups: bool = True) -> list[dict[str, Any]]:
+    """Copy the local builds of the zoo entries `names` (default: the default zoo, replicates included)
+    and, with `warmups`, the current T-ACGAN warm-ups into the shipped store. Entries whose files are
+    unchanged are left as they are. Returns one row per artifact."""
+    from mibench.generators.tacgan import WARMUPS
+
+    rows = []
+    for kind, card in zoo_cards(names):
+        local = target_artifact(card, local=True) if kind == "target" else prior_artifact(card, local=True)
+        if not local.exists():
+            raise MIBenchError(f"'{card.name}' has no local build to ship", path=local.sidecar,
+                               fix=f"run `mibench zoo build --force {card.name}` first")
+        area = TARGETS if kind == "target" else PRIORS
+        out, changed = area.ship(local, _manifest(kind, card, local))
+        rows.append(_row(card.name, out, changed))
+    if warmups and not names:
+        for art in _warmups():
+            out, changed = WARMUPS.ship(art, _manifest("tacgan-warmup", None, art))
+            rows.append(_row(art.name, out, changed))
+    return rows
+
+
+def _row(name: str, art: Artifact, changed: bool) -> dict[str, Any]:
+    size = sum(art.file(s).stat().st_size for s in art.record().get("files", {}))
+    return {"name": name, "status": "shipped (updated)" if changed else "unchanged", "MB": f"{size / 2**20:.2f}",
+            "file": str(art.stem.relative_to(cache.SHIPPED))}
+
+
+def shipped_size() -> int:
+    """Bytes of everything in the shipped store."""
+    return sum(f.stat().st_size for f in cache.SHIPPED.rglob("*") if f.is_file())
+
+
+# ----------------------------------------------------------------------------- verify
+
+def verify_one(card_path: str, replicate: int, device: str) -> dict[str, Any]:
+    """Retrain one shipped target (a pool job) into a temporary folder and compare it with the shipped
+    weights: natural accuracy, prediction agreement on the private test split, identical bytes."""
+    from mibench.classifiers.checkpoint import load_classifier
+    from mibench.classifiers.train import evaluate_accuracy
+    from mibench.ops.cache import ArtifactCache
+    from mibench.zoo.targets import dataset, train_target_files
+
+    card = replicate_card(load_card(card_path, "target"), replicate)
+    shipped = target_artifact(card)
+    if not shipped.shipped:
+        raise MIBenchError(f"'{card.name}' is not shipped for this card hash", path=card.path,
+                           fix="`mibench zoo verify` compares a retrain with the shipped weights; see `mibench list targets`")
+    ship_meta = shipped.meta()
+    with tempfile.TemporaryDirectory(prefix="mibench-verify-") as tmp:
+        local = ArtifactCache("verify", root=tmp).artifact(card.name, shipped.content, TARGET_CODE)
+        _, meta = train_target_files(card, local, device, progress=False)
+        local.commit([".safetensors", ".json"], meta)
+        same = sha256_file(local.file(".safetensors")) == shipped.record()["files"][".safetensors"]
+        retrained, _ = load_classifier(local.stem, expected_arch=card.architecture, device=device)
+        original, _ = load_classifier(shipped.stem, expected_arch=card.architecture, device=device)
+        test = dataset(card.dataset, "private-test")
+        x, _ = test.load_tensors()
+        with torch.no_grad():
+            agree = float((_predict(retrained, x, device) == _predict(original, x, device)).float().mean())
+        acc = evaluate_accuracy(retrained, test, device)
+    return {"name": card.name, "shipped_acc": f"{100 * ship_meta['natural_accuracy']:.2f}%",
+            "retrained_acc": f"{100 * acc:.2f}%", "delta_pts": f"{100 * (acc - ship_meta['natural_accuracy']):+.2f}",
+            "prediction_agreement": f"{100 * agree:.1f}%", "identical_weights": "yes" if same else "no",
+            "train_s": round(meta["build_seconds"], 1)}
+
+
+def _predict(model: torch.nn.Module, x: torch.Tensor, device: str, bs: int = 256) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i:i + bs].to(device).float() / 255).argmax(1).cpu() for i in range(0, len(x), bs)])
+
+
+def verify(names: list[str] | None = None, device: str = "cpu", jobs: int | None = None,
+           progress: bool = True) -> list[dict[str, Any]]:
+    """Retrain the shipped targets `names` (default: every shipped target) and report how close each
+    retrain gets (see `verify_one`)."""
+    from mibench.ops.pool import run_jobs
+
+    cards = [c for k, c in zoo_cards(names) if k == "target" and target_artifact(c).shipped]
+    if not cards:
+        raise MIBenchError("no shipped targets to verify", fix="see `mibench list targets` (status 'shipped')")
+    return run_jobs([(verify_one, (c.path, replicate_index(c.name), device)) for c in cards], device=device,
+                    workers=jobs, desc="zoo verify", progress=progress)

@@ -1,0 +1,153 @@
+"""The shipped zoo: artifacts committed with the code are used when their content matches, a forced
+local build overrides them, a modified shipped file is one clear error, and training-seed replicates."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from mibench.errors import CardError, CheckpointError
+from mibench.ops import cache
+
+from tiny_zoo import write_tiny_cards
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    """An empty shipped store in a temporary folder."""
+    root = tmp_path / "shipped"
+    monkeypatch.setattr(cache, "SHIPPED", root)
+    return root
+
+
+def _build(area: cache.ArtifactCache, content, text: str, force: bool = False) -> cache.Artifact:
+    def write(a):
+        a.file(".txt").write_text(text)
+        return [".txt"], {"text": text}
+
+    art = area.artifact("thing", content, ("mibench.ops.cache",))
+    area.get_or_build(art, write, force=force)
+    return area.artifact("thing", content, ("mibench.ops.cache",))
+
+
+def test_shipped_artifact_is_preferred_and_a_forced_build_overrides_it(store, monkeypatch):
+    area = cache.ArtifactCache("things", shippable=True)
+    local = _build(area, {"card": "a"}, "first build")
+    assert not local.shipped
+    shipped, changed = area.ship(local, {"note": "test"})
+    assert changed and shipped.shipped and shipped.root == store / "things"
+    assert area.ship(local, {"note": "again"}) == (shipped, False)  # unchanged bytes: nothing rewritten
+    found = area.artifact("thing", {"card": "a"}, ("mibench.ops.cache",))
+    assert found.shipped and found.meta() == {"text": "first build"}
+    assert json.loads(found.sidecar.read_text())["manifest"] == {"note": "test"}
+    # the code that produced an artifact is not part of a shipped key: another content is not found
+    assert not area.artifact("thing", {"card": "b"}, ("mibench.ops.cache",)).shipped
+    # get_or_build returns the shipped copy without building …
+    assert area.get_or_build(found, lambda a: pytest.fail("must not build")) == {"text": "first build"}
+    # … and `force` builds a local one that overrides it on this machine
+    forced = _build(area, {"card": "a"}, "retrained", force=True)
+    assert not forced.shipped and forced.file(".txt").read_text() == "retrained"
+    monkeypatch.setenv("MIBENCH_SHIPPED", "0")
+    assert not area.artifact("thing", {"card": "a"}, ("mibench.ops.cache",)).shipped
+
+
+def test_a_modified_shipped_file_is_one_error_naming_it(store):
+    area = cache.ArtifactCache("things", shippable=True)
+    shipped, _ = area.ship(_build(area, {"card": "a"}, "weights"), {})
+    shipped.file(".txt").write_text("tampered")
+    with pytest.raises(CheckpointError) as exc:
+        area.artifact("thing", {"card": "a"}, ("mibench.ops.cache",)).meta()
+    assert str(shipped.file(".txt")) in str(exc.value)
+    with pytest.raises(CheckpointError, match="read-only"):
+        shipped.commit([".txt"], {})
+
+
+def test_targets_load_from_the_shipped_store_without_training(tmp_path, store, monkeypatch):
+    from mibench.classifiers import checkpoint
+    from mibench.zoo import load_target, target_status
+    from mibench.zoo import targets as zoo_targets
+    from mibench.zoo.shipping import ship
+
+    monkeypatch.setenv("MIBENCH_CARDS", str(write_tiny_cards(tmp_path / "cards")))
+    model, info = load_target("tiny-target")  # trained locally
+    rows = ship(["tiny-target"])
+    assert rows[0]["status"] == "shipped (updated)" and ship(["tiny-target"])[0]["status"] == "unchanged"
+    manifest = json.loads(next((store / "zoo" / "targets").glob("tiny-target-*.artifact.json")).read_text())["manifest"]
+    assert manifest["card_hash"] and manifest["sha256"][".safetensors"] and manifest["natural_accuracy"] == info["natural_accuracy"]
+    assert manifest["code_version"] and manifest["machine"]["torch"]
+
+    # A new machine: empty cache. The shipped weights are used; nothing is trained.
+    monkeypatch.setenv("MIBENCH_CACHE", str(tmp_path / "fresh-cache"))
+    monkeypatch.setattr(zoo_targets, "train_target_files", lambda *a, **k: pytest.fail("must not train"))
+    assert target_status(zoo_targets.get_card("target", "tiny-target")) == "shipped"
+    again, info2 = load_target("tiny-target")
+    assert info2["natural_accuracy"] == info["natural_accuracy"] and "shipped" in info2["source"]
+    assert all((a == b).all() for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+    weights = next((store / "zoo" / "targets").glob("tiny-target-*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(CheckpointError) as exc:
+        load_target("tiny-target")
+    assert weights.name in str(exc.value)
+    assert checkpoint  # weights are read by safetensors only after this check
+
+
+def test_zoo_verify_retrains_and_compares(tmp_path, store, monkeypatch):
+    from mibench.zoo import load_target
+    from mibench.zoo.shipping import ship, verify
+
+    monkeypatch.setenv("MIBENCH_CARDS", str(write_tiny_cards(tmp_path / "cards")))
+    load_target("tiny-target")
+    ship(["tiny-target"])
+    (row,) = verify(["tiny-target"], progress=False)
+    # Same machine, same code: the retrain is bit-identical.
+    assert row["identical_weights"] == "yes" and row["delta_pts"] == "+0.00" and row["prediction_agreement"] == "100.0%"
+
+
+def test_replicates_are_the_card_with_another_training_seed(tmp_path, monkeypatch):
+    from mibench.cards import card_hash, get_card, replicate_card
+    from mibench.zoo.build import zoo_cards
+
+    base = get_card("target", "synthfaces32-resnet-nls")
+    rep = get_card("target", "synthfaces32-resnet-nls@2")
+    assert rep.name == "synthfaces32-resnet-nls@2" and rep.train.seed == base.train.seed + 2
+    assert rep.defense == base.defense and card_hash(rep) != card_hash(base)
+    assert get_card("target", "synthfaces32-resnet-nls@0").name == base.name
+    with pytest.raises(CardError, match="whole number"):
+        get_card("target", "synthfaces32-resnet-nls@x")
+    with pytest.raises(CardError, match="training recipe"):
+        replicate_card(dataclasses.replace(base, train=None), 1)  # a weights-only card has no replicates
+    names = {c.name for _, c in zoo_cards()}
+    assert {"synthfaces32-resnet-nls@1", "synthfaces32-resnet-nls@2", "synthfaces32-resnet@2"} <= names
+    assert not any(n.startswith("synthfaces32-evaluator@") for n in names)  # the evaluator is pinned
+
+
+def test_prior_quality_report_and_the_collapsed_prior_warning(tmp_path, monkeypatch, caplog):
+    import logging
+
+    import torch
+
+    from mibench.cards import get_card
+    from mibench.zoo import load_prior, prior_artifact
+    from mibench.zoo.prior_quality import prior_quality
+
+    monkeypatch.setenv("MIBENCH_CARDS", str(write_tiny_cards(tmp_path / "cards")))
+    card = get_card("generator", "tiny-prior")
+    with caplog.at_level(logging.INFO, logger="mibench.zoo.prior_quality"):
+        G, _ = load_prior(card)  # trained: the build reports its quality
+    assert any("FID_eval" in r.getMessage() and "floor" in r.getMessage() for r in caplog.records)
+    quality = prior_artifact(card).meta()["quality"]
+    assert quality["evaluator"] == "tiny-eval" and quality["fid_floor"] < quality["fid_eval"]
+
+    class Collapsed(torch.nn.Module):
+        """Every latent gives the same grey image: the extreme of mode collapse."""
+        z_dim = 16
+
+        def forward(self, z, c=None, **kwargs):
+            return torch.zeros(z.shape[0], 3, 16, 16)
+
+    q = prior_quality(card, Collapsed())
+    assert q.class_coverage == 1 / 6 and any("collapsed" in w for w in q.warnings())
+    assert any("far above its floor" in w for w in q.warnings())
