@@ -317,7 +317,6 @@ def replicate_card(card: TargetCard, k: int) -> TargetCard:
                         path=card.path, field="train")
     new = dataclasses.replace(card, name=f"{base}{REPLICATE}{k}",
                               train=dataclasses.replace(card.train, seed=card.train.seed + k))
-    new.path = card.path
     return new
 
 

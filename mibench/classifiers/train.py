@@ -20,6 +20,7 @@ from mibench.classifiers.base import Classifier
 from mibench.classifiers.recipe import Augment, TrainRecipe
 from mibench.data.base import ImageDataset
 from mibench.errors import DataError
+from mibench.ops.transforms import rotate
 from mibench.seeding import make_generator
 
 # Datasets up to this many bytes (uint8) are moved to the accelerator once instead of per batch.
@@ -99,12 +100,7 @@ def augment_batch(x: torch.Tensor, aug: Augment, generator: torch.Generator) -> 
     if aug.rotation > 0:
         x = x.clamp(0, 1)
         angle = (2 * torch.rand(n, generator=generator) - 1) * math.radians(aug.rotation)
-        apply = (torch.rand(n, generator=generator) < aug.rotation_p).to(dev).view(n, 1, 1, 1)
-        rot = torch.zeros(n, 2, 3)
-        rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1] = angle.cos(), -angle.sin(), angle.sin(), angle.cos()
-        grid = F.affine_grid(rot.to(dev, x.dtype), list(x.shape), align_corners=True)
-        # zero fill outside the image (kornia's RandomRotation); images not drawn stay untouched
-        x = torch.where(apply, F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True), x)
+        x = rotate(x, angle, torch.rand(n, generator=generator) < aug.rotation_p)
     return x.clamp(0, 1)
 
 

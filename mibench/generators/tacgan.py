@@ -10,12 +10,12 @@ warm-up:
   power of two ≥ 8). `y=None` uses the shared affine only (the unconditional warm-up generator).
 - `TACGANDiscriminator`: spectral-norm residual down-sampling blocks, ReLU + global sum pooling, a
   real/fake head and an auxiliary classifier head over the target's classes.
-- `train_tacgan`: (1) an unconditional warm-up — real/fake loss only, no target queries,
+- `train_tacgan`: (1) an unconditional warm-up — the adversarial loss only, no target queries,
   cached under `cache_dir()/lokt/` keyed by (public images, architecture, warm-up recipe, seed,
   code version), so every target trained on the same public data shares it; (2) target-labelled
   training — every discriminator step labels fresh fakes G(z, y) with the target's hard label
   ŷ = labeler(G(z, y)) and adds w·CE(D_cls(fake), ŷ) (published code: w = α); the generator step
-  adds α·CE(D_cls(G(z, y)), y). The real/fake loss is the published non-saturating BCE
+  adds α·CE(D_cls(G(z, y)), y). The adversarial loss is the published non-saturating BCE
   (`gan_loss="bce"`) or the hinge loss (`"hinge"`, a named option).
   Finally the generator's batch-norm running statistics are re-estimated ("standing statistics")
   so that eval mode — where samples do not interact — renders as well as training mode.
@@ -243,7 +243,7 @@ class TACGANArch:
 @dataclass
 class TACGANRecipe:
     """Training schedule (paper: Adam 2e-4, betas (0, 0.9), 5 D steps per G step, batch 128, α 1.5,
-    BCE real/fake loss, the discriminator's class loss weighted by α too)."""
+    non-saturating BCE adversarial loss, the discriminator's class loss weighted by α too)."""
 
     warmup_steps: int = 1000  # generator steps of the unconditional warm-up (no target queries)
     steps: int = 19000  # generator steps of target-labelled training
@@ -254,7 +254,7 @@ class TACGANRecipe:
     betas: tuple[float, float] = (0.0, 0.9)
     alpha: float = 1.5  # weight of the generator's CE(D_cls(G(z, y)), y)
     d_cls_weight: float | None = None  # weight of the discriminator's CE(D_cls(fake), ŷ); None: α (published)
-    gan_loss: Literal["bce", "hinge"] = "bce"  # real/fake loss (published: non-saturating BCE)
+    gan_loss: Literal["bce", "hinge"] = "bce"  # adversarial loss (published: non-saturating BCE)
     real_flip: bool = True  # random horizontal flips of real images
     calibration_batches: int = 20  # batches for the generator's standing batch-norm statistics
     channels_last: bool = True  # NHWC convolutions: markedly faster on CPU (oneDNN) and recent GPUs
@@ -394,14 +394,16 @@ class _Sampler:
 
 
 def _d_loss(real: Tensor, fake: Tensor, kind: str) -> Tensor:
-    """Discriminator real/fake loss on raw scores: BCE (sigmoid; real → 1, fake → 0) or hinge."""
+    """Discriminator adversarial loss on raw scores of real and generated images: BCE (sigmoid
+    targets 1 for real, 0 for generated) or hinge."""
     if kind == "bce":
         return F.softplus(-real).mean() + F.softplus(fake).mean()
     return torch.relu(1 - real).mean() + torch.relu(1 + fake).mean()
 
 
 def _g_loss(fake: Tensor, kind: str) -> Tensor:
-    """Generator real/fake loss: non-saturating BCE (fakes labelled real) or hinge (−score)."""
+    """Generator adversarial loss on the scores of its images: non-saturating BCE (target 1) or
+    hinge (−score)."""
     return F.softplus(-fake).mean() if kind == "bce" else -fake.mean()
 
 

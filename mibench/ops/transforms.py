@@ -96,12 +96,18 @@ def keyed_rotation(x: torch.Tensor, seed: int, keys: torch.Tensor, step: int, de
         return x
     k = keys.to(torch.long)
     angle = (2 * rng.uniform(seed, k, step, _SLOT_ANGLE) - 1) * math.radians(degrees)
-    apply = (rng.uniform(seed, k, step, _SLOT_ROTATE_APPLY) < p).to(x.device).view(-1, 1, 1, 1)
+    return rotate(x, angle, rng.uniform(seed, k, step, _SLOT_ROTATE_APPLY) < p)
+
+
+def rotate(x: torch.Tensor, angle: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
+    """Images (N, C, H, W) where `apply` (N,) is set, rotated about their centre by `angle` (N,)
+    radians (bilinear, zero fill outside the image, as kornia's RandomRotation); the others untouched."""
     cos, sin = torch.cos(angle).to(x.device, x.dtype), torch.sin(angle).to(x.device, x.dtype)
     theta = torch.zeros(x.shape[0], 2, 3, device=x.device, dtype=x.dtype)
     theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
     grid = F.affine_grid(theta, list(x.shape), align_corners=True)
-    return torch.where(apply, F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True), x)
+    rotated = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return torch.where(apply.to(x.device).view(-1, 1, 1, 1), rotated, x)
 
 
 def to_unit(img: torch.Tensor) -> torch.Tensor:

@@ -102,14 +102,14 @@ def _measure(card: GeneratorCard, G: torch.nn.Module, evaluator, name: str, n: i
     f_other, l_other = _features(evaluator, real[perm[n:2 * n]].float() / 255, device)
     kind = GENERATORS.get(card.kind)
     z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
-    fake = torch.cat([((kind.sample(G, z[i:i + 250].to(device), psi=1.0, cutoff=None) + 1) / 2).clamp(0, 1).cpu()
-                      for i in range(0, n, 250)])
-    f_fake, l_fake = _features(evaluator, fake, device)
+    samples = torch.cat([((kind.sample(G, z[i:i + 250].to(device), psi=1.0, cutoff=None) + 1) / 2).clamp(0, 1).cpu()
+                         for i in range(0, n, 250)])  # untruncated, in [0, 1]
+    f_gen, l_gen = _features(evaluator, samples, device)
     k = l_ref.shape[1]
-    pr = prdc(f_ref, f_fake, k=3)
-    return PriorQuality(evaluator=name, samples=n, fid_eval=fid_from_features(f_fake, f_ref),
+    pr = prdc(f_ref, f_gen, k=3)
+    return PriorQuality(evaluator=name, samples=n, fid_eval=fid_from_features(f_gen, f_ref),
                         fid_floor=fid_from_features(f_other, f_ref),
-                        class_coverage=l_fake.argmax(1).unique().numel() / k,
+                        class_coverage=l_gen.argmax(1).unique().numel() / k,
                         class_coverage_real=l_other.argmax(1).unique().numel() / k,
                         precision=pr["precision"], recall=pr["recall"], density=pr["density"],
                         coverage=pr["coverage"])

@@ -180,9 +180,6 @@ def load_target(card: TargetCard | str, device: str | torch.device = "cpu", buil
                                   fix=f"run `mibench zoo build {card.name}`")
         build_target(card, device=device, progress=progress)
     art.meta()  # the cache record's sha256 of every file
-    if art.shipped and art.record().get("code_version") != code_version(*TARGET_CODE):
-        log.debug("%s: shipped weights, trained by code %s (this code: %s); `mibench zoo verify %s` compares "
-                  "a retrain", card.name, art.record().get("code_version"), code_version(*TARGET_CODE), card.name)
     model, meta = load_classifier(art.stem, expected_arch=card.architecture, expected_num_classes=card.num_classes,
                                   device=device)
     return model, {"natural_accuracy": meta["natural_accuracy"], "source": artifact_source(art),
