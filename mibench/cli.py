@@ -137,6 +137,18 @@ def zoo_ship(names: tuple[str, ...]) -> None:
     click.echo(f"shipped store: {shipped_size() / 2**20:.1f} MB")
 
 
+@zoo.command("ship-stages")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+def zoo_ship_stages(run_dirs: tuple[Path, ...]) -> None:
+    """Maintainers: ship the stages an attack trained in finished RUN_DIRS (LOKT's T-ACGAN and
+    surrogates) for their target, so every machine attacks that target with the same stages."""
+    from mibench.zoo.shipping import ship_stages, shipped_size
+
+    rows = ship_stages(list(run_dirs))
+    click.echo(_table(rows, ["name", "status", "MB", "file"]))
+    click.echo(f"shipped store: {shipped_size() / 2**20:.1f} MB")
+
+
 @zoo.command("preview")
 @click.argument("generator")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG file to write.")
@@ -164,7 +176,10 @@ def zoo_preview(generator: str, out: Path, rows: int, cols: int, psi: float | No
 @click.option("--target", "-t", default=None, help="Target card (default: the whole default suite).")
 @click.option("--attack", "-a", default=None, help="ppa, ifgmi, lokt … (see `mibench list attacks`).")
 @click.option("--prior", "-p", default=None, help="Prior card (default: the one made for the target's dataset).")
-@click.option("--classes", default=None, help="Target classes, e.g. 0-9 or 0,5,7 (default: all; suite: 0-9).")
+@click.option("--classes", default=None, help="Target classes, e.g. 0-9 or 0,5,7 (default: all; suite: the "
+              "quick protocol's 0-9).")
+@click.option("--protocol", type=click.Choice(["standard", "quick"]), default=None,
+              help="standard: every class (the leaderboard's protocol); quick: classes 0-9 (the suite's default).")
 @click.option("--seed", default=0, show_default=True, help="Run seed: same seed, same results.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … or auto.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
@@ -178,14 +193,16 @@ def zoo_preview(generator: str, out: Path, rows: int, cols: int, psi: float | No
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
               help="Also compute this optional metric kind (repeatable; see `mibench list metrics`).")
 @click.option("--no-build", is_flag=True, help="Fail instead of training missing zoo entries.")
-def run_cmd(target: str | None, attack: str | None, prior: str | None, classes: str | None, seed: int,
+def run_cmd(target: str | None, attack: str | None, prior: str | None, classes: str | None, protocol: str | None,
+            seed: int,
             device: str, out: Path, resume: Path | None, preset: str | None, overrides: tuple[str, ...],
             query_budget: int | None, metrics: tuple[str, ...], no_build: bool) -> None:
     """Attack registered targets and write standardized results.
 
     \b
     Without --target/--attack: the DEFAULT SUITE on the embedded synthfaces setting — every
-    synthfaces target × every attack, on classes 0-9 — building the zoo first when missing, then a
+    synthfaces target × every attack, on classes 0-9 (the quick protocol; --protocol standard:
+    all 100 classes, the leaderboard's protocol) — building the zoo first when missing, then a
     results table (--attack ppa,ifgmi without --target: the suite with those attacks only). With --target and --attack: one run, written to OUT/<run-id>/ (images, latents,
     per-class CSV, reconstruction grid, entry.json). Shard one run over processes with
     `torchrun --nproc-per-node N -m mibench run …`.
@@ -202,11 +219,11 @@ def run_cmd(target: str | None, attack: str | None, prior: str | None, classes: 
         # --attack without --target: the default suite restricted to those attacks (comma-separated)
         attacks = [a.strip() for a in attack.split(",") if a.strip()] if attack else None
         entries = suite.run_suite(attacks=attacks, classes=cls, seed=seed, device=device, out=out,
-                                  build=not no_build, extra_metrics=list(metrics))
+                                  build=not no_build, extra_metrics=list(metrics), protocol=protocol)
         click.echo(format_table(entries))
         return
     spec = RunSpec(target=target or "", attack=attack or "", prior=prior, classes=cls, seed=seed, preset=preset,
-                   overrides=over, query_budget=query_budget, extra_metrics=list(metrics))
+                   overrides=over, query_budget=query_budget, extra_metrics=list(metrics), protocol=protocol)
     entry = suite.run_single(spec, out=out, device=device, resume=resume, build=not no_build)
     if entry:
         click.echo(format_table([entry]))
@@ -239,17 +256,43 @@ def leaderboard_build(runs: tuple[Path, ...], root: Path) -> None:
 @click.option("--suite", "suite_file", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("leaderboard") / "regression.yaml", show_default=True, help="Regression suite file.")
 @click.option("--entries", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("leaderboard") / "entries", show_default=True, help="Baseline entries.")
+              default=Path("leaderboard") / "regression", show_default=True, help="Baseline entries.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs") / "regression",
               show_default=True, help="Where the re-runs are written.")
 @click.option("--device", default="auto", show_default=True)
-def leaderboard_check(suite_file: Path, entries: Path, out: Path, device: str) -> None:
-    """Re-run the regression suite and fail when an attack accuracy leaves the tolerance band around
-    the committed baseline entry of the same configuration. Prints a diff table."""
+@click.option("--seed", type=int, default=None, help="Variant: re-run with another attack seed (measures the spread).")
+@click.option("--set", "overrides", multiple=True, metavar="ATTACK:KEY=VALUE",
+              help="Variant: override an attack setting, e.g. ppa:steps=20 (a planted weakening; repeatable).")
+@click.option("--attack", "attacks", multiple=True, help="Only the runs of this attack (repeatable).")
+@click.option("--replicate", type=int, default=0, help="Variant: attack training-seed replicate k of each target.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the comparison rows as JSON.")
+@click.option("--rebaseline", is_flag=True, help="Maintainers: write the re-runs as the new baselines (no comparison).")
+def leaderboard_check(suite_file: Path, entries: Path, out: Path, device: str, seed: int | None,
+                      overrides: tuple[str, ...], attacks: tuple[str, ...], replicate: int, json_out: Path | None,
+                      rebaseline: bool) -> None:
+    """Re-run the regression suite and fail when an attack's accuracy, compared class by class with
+    the committed baseline entry of the same configuration, moves beyond its tolerance. Prints a
+    diff table (the change is the mean paired per-class change, in points)."""
+    import json
+
     from mibench.leaderboard.check import load_suite, run_check
 
-    rows = run_check(load_suite(suite_file), entries_dir=entries, out=out, device=device)
-    click.echo(_table([r.as_dict() for r in rows], ["run", "metric", "baseline", "now", "delta", "tolerance", "status"]))
+    per_attack: dict[str, dict] = {}
+    for item in overrides:
+        attack, sep, rest = item.partition(":")
+        if not sep:
+            raise MIBenchError(f"cannot parse --set '{item}'", field="--set", fix="use ATTACK:KEY=VALUE, e.g. ppa:steps=20")
+        per_attack.setdefault(attack.strip(), {}).update(_parse_overrides((rest,)))
+    rows = run_check(load_suite(suite_file).only(list(attacks)), entries_dir=entries, out=out, device=device,
+                     seed=seed, overrides=per_attack, replicate=replicate, rebaseline=rebaseline)
+    if rebaseline:
+        click.echo(f"baselines written to {entries}")
+        return
+    click.echo(_table([r.as_dict() for r in rows], ["run", "metric", "baseline", "now", "delta", "classes",
+                                                     "tolerance", "status"]))
+    if json_out is not None:
+        json_out.write_text(json.dumps([r.as_json() for r in rows], indent=2))
     failed = [r for r in rows if not r.ok]
     if failed:
         click.echo(f"regression check FAILED: {len(failed)} of {len(rows)} values left the tolerance band", err=True)

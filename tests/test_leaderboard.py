@@ -74,6 +74,34 @@ def test_check_row_tolerance():
     assert not CheckRow("r", "acc@1", None, 0.5, 0.1).ok
 
 
+def test_check_compares_class_by_class():
+    from mibench.leaderboard.check import paired_change
+
+    base = make_entry(per_class=[{"class": c, "acc@1": v} for c, v in enumerate([1.0, 0.5, 0.0, 0.25])])
+    # A re-run that moves two classes in opposite directions has no net change; a failed class counts 0.
+    same = make_entry(per_class=[{"class": c, "acc@1": v} for c, v in enumerate([0.75, 0.75, 0.0, 0.25])])
+    worse = make_entry(per_class=[{"class": 0, "failed": "NaN"}] +
+                       [{"class": c, "acc@1": v} for c, v in zip((1, 2, 3), [0.5, 0.0, 0.25])])
+    assert paired_change(base, same, "acc@1") == (0.0, 4)
+    assert paired_change(base, worse, "acc@1") == (-0.25, 4)
+    row = CheckRow("r", "acc@1", 0.4375, 0.1875, 0.03, *paired_change(base, worse, "acc@1"))
+    assert not row.ok and row.as_dict()["delta"] == "-25.0" and row.as_dict()["classes"] == 4
+
+
+def test_suite_variants_and_per_attack_tolerances():
+    suite = RegressionSuite(runs=[RegressionRun("t", "ppa"), RegressionRun("t", "lokt", overrides={"lr": 0.1})],
+                            tolerance={"ppa": {"acc@1": 0.02}, "lokt": {"acc@1": 0.04}}, classes="0-3")
+    assert suite.tolerance_for("lokt") == {"acc@1": 0.04}
+    with pytest.raises(MIBenchError, match="no tolerance for attack 'ifgmi'"):
+        suite.tolerance_for("ifgmi")
+    specs = suite.specs(seed=2, overrides={"lokt": {"steps": 5}}, replicate=1)
+    assert [s.target for s in specs] == ["t@1", "t@1"] and {s.seed for s in specs} == {2}
+    assert specs[1].overrides == {"lr": 0.1, "steps": 5} and specs[0].overrides == {}
+    assert [r.attack for r in suite.only(["lokt"]).runs] == ["lokt"]
+    with pytest.raises(MIBenchError, match="no run of ifgmi"):
+        suite.only(["ifgmi"])
+
+
 @pytest.mark.slow
 def test_regression_check_catches_a_broken_attack(tmp_path, monkeypatch):
     """Baselines from a normal run pass; the same run with the loss sign flipped fails."""
@@ -103,3 +131,45 @@ def test_check_without_baseline_says_how_to_make_one(tmp_path, monkeypatch):
     suite = RegressionSuite(runs=[RegressionRun("tiny-target", "ppa", "tiny-prior", TINY_PPA)], classes="0-1")
     with pytest.raises(MIBenchError, match="no baseline entry"):
         run_check(suite, entries_dir=tmp_path / "none", out=tmp_path / "re", device="cpu", progress=False)
+
+
+def _replicated(defense: str, k: int, seed: int, accs: list[float], natural: float = 0.9) -> dict:
+    name = "synthfaces32-resnet" + ("" if defense == "none" else f"-{defense}") + (f"@{k}" if k else "")
+    per_class = [{"class": c, "acc@1": a} for c, a in enumerate(accs)]
+    return make_entry(f"{name}__ppa__s{seed}", target=name, defense=defense, acc1=sum(accs) / len(accs),
+                      natural=natural, seed=seed, per_class=per_class, classes=list(range(len(accs))))
+
+
+def test_replicates_pool_into_one_cell_and_defense_effects_are_paired():
+    from mibench.leaderboard.aggregate import cells
+
+    rng = __import__("numpy").random.default_rng(0)
+    hard = rng.uniform(0.2, 1.0, 40)  # identities differ a lot in how easy they are
+    entries = []
+    for k in range(3):
+        for seed in (0, 1):
+            noise = rng.normal(0, 0.02, 40)
+            entries.append(_replicated("none", k, seed, list(hard + noise)))
+            entries.append(_replicated("nls", k, seed, list(hard + noise - 0.08)))  # a real 8-point effect
+            entries.append(_replicated("ls", k, seed, list(hard + rng.normal(0, 0.02, 40))))  # no effect
+    out = {c.defense: c for c in cells(entries)}
+    assert len(out) == 3 and all(len(c.entries) == 6 for c in out.values())
+    assert out["none"].acc1.covers == ("identities", "target training seed", "attack seed")
+    assert out["none"].effect is None
+    nls, ls = out["nls"].effect, out["ls"].effect
+    assert nls.value == pytest.approx(-0.08) and nls.excludes_zero() and nls.half_width < 0.02
+    assert not ls.excludes_zero()
+    # Unpaired, the two cells' own intervals overlap: only the pairing shows the effect.
+    assert out["nls"].acc1.hi > out["none"].acc1.lo
+
+
+def test_page_draws_error_bars_and_marks_distinguishable_effects(tmp_path):
+    entries = [_replicated("none", 0, 0, [0.9, 0.5, 0.7, 0.3] * 10),
+               _replicated("nls", 0, 0, [0.7, 0.3, 0.5, 0.1] * 10, natural=0.88),
+               make_entry("q", acc1=0.6, classes=list(range(10)))]
+    res = _board(tmp_path, entries)
+    html = res["page"].read_text()
+    assert html.count('class="errorbar"') == 3
+    assert 'data-protocol="custom"' in html and 'data-protocol="quick"' in html  # protocols in separate matrices
+    assert 'class="effect sig"' in html and "Δ -20.0 [-20.0, -20.0] *" in html
+    assert "± " in html

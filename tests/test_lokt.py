@@ -199,3 +199,28 @@ def test_the_runner_records_how_far_a_budget_stopped_run_got(tmp_path, monkeypat
     stopped = json.loads((tmp_path / "runs" / resolve(spec).run_id() / "stopped.json").read_text())
     assert stopped["queries_by_phase"]["gan-training"] == GAN_QUERIES and stopped["queries"] <= GAN_QUERIES + 5
     assert stopped["classes_done"] == [] and "budget" in stopped["reason"]
+
+
+def test_stages_shipped_for_a_target_are_used_instead_of_training(tmp_path, monkeypatch):
+    """`mibench zoo ship-stages RUN`: a later run on the same target card loads the run's T-ACGAN and
+    surrogates from the shipped store (queries still counted) and gives the same results."""
+    from mibench.ops import cache
+    from mibench.run import RunSpec, run_one
+    from mibench.zoo.shipping import ship_stages
+
+    from tiny_zoo import write_tiny_cards
+
+    monkeypatch.setattr(cache, "SHIPPED", tmp_path / "shipped")
+    monkeypatch.setenv("MIBENCH_CARDS", str(write_tiny_cards(tmp_path / "cards")))
+    spec = RunSpec(target="tiny-target", attack="lokt", classes=[0, 1], overrides=dict(TINY_LOKT))
+    first = run_one(spec, out=tmp_path / "a", device="cpu", progress=False)
+    rows = ship_stages([tmp_path / "a" / first["entry_id"]])
+    assert len(rows) == 4 and all(r["status"].startswith("shipped") for r in rows)
+    assert {r["status"] for r in ship_stages([tmp_path / "a" / first["entry_id"]])} == {"unchanged"}
+    again = run_one(spec, out=tmp_path / "b", device="cpu", progress=False)
+    assert again["attack"]["info"]["shipped_stages"] == ["labels", "surrogates", "tacgan"]
+    assert again["per_class"] == first["per_class"] and again["queries"] == first["queries"]
+    assert not list((tmp_path / "b" / again["entry_id"] / "lokt").glob("*.safetensors"))  # nothing trained
+    monkeypatch.setenv("MIBENCH_SHIPPED", "0")  # the store ignored: trained again
+    local = run_one(spec, out=tmp_path / "c", device="cpu", progress=False)
+    assert "shipped_stages" not in local["attack"]["info"] and local["per_class"] == first["per_class"]

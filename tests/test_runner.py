@@ -44,7 +44,12 @@ def test_run_writes_the_run_folder(env, tmp_path, attack):
     run_dir = tmp_path / entry["entry_id"]
     for name in ("config.json", "entry.json", "per_class.csv", "grid.png", "prepare.json"):
         assert (run_dir / name).is_file(), name
-    assert entry["schema_version"] == 1 and entry["classes"] == [0, 1, 2]
+    assert entry["schema_version"] == 2 and entry["classes"] == [0, 1, 2]
+    assert entry["protocol"]["name"] == "custom"
+    acc = entry["intervals"]["acc@1"]  # every metric carries its 95 % interval over the identities
+    assert acc["lo"] <= entry["metrics"]["acc@1"] <= acc["hi"] and acc["covers"] == ["identities"] and acc["n"] == 3
+    assert {"knn_dist", "fid_eval"} <= set(entry["intervals"])
+    assert "fid" not in entry["intervals"]  # unavailable here: no interval either
     assert entry["attack"]["name"] == attack and entry["attack"]["access"] == "white-box"
     assert 0 <= entry["metrics"]["acc@1"] <= 1 and entry["metrics"]["knn_dist"] > 0
     assert entry["evaluator"]["name"] == "tiny-eval" and entry["evaluator"]["accuracy"] is not None
@@ -138,3 +143,32 @@ def test_run_id_and_config_do_not_depend_on_where_the_cards_are(tmp_path, monkey
         configs.append(run.config())
     assert ids[0] == ids[1] and configs[0] == configs[1]
     assert "path" not in configs[0]["target"]["card"] and "path" not in configs[0]["prior"]["card"]
+
+
+def test_entry_of_an_older_schema_is_rewritten_without_attacking_again(env, tmp_path):
+    import json
+
+    entry = run_one(_spec(), out=tmp_path, device="cpu", progress=False)
+    run_dir = tmp_path / entry["entry_id"]
+    old = {k: v for k, v in entry.items() if k not in ("protocol", "intervals", "interval_notes")}
+    (run_dir / "entry.json").write_text(json.dumps({**old, "schema_version": 1}))
+    images = (run_dir / "classes" / "c00000.safetensors").read_bytes()
+    again = run_one(_spec(), out=tmp_path, device="cpu", progress=False)
+    assert again["schema_version"] == 2 and again["intervals"] == entry["intervals"]
+    assert again["metrics"] == entry["metrics"] and again["wall_time_s"] == entry["wall_time_s"]
+    assert (run_dir / "classes" / "c00000.safetensors").read_bytes() == images
+
+
+def test_protocols_choose_the_classes_and_leave_run_ids_alone(env):
+    from mibench.errors import MIBenchError
+    from mibench.run.spec import resolve
+
+    quick = resolve(RunSpec(target="tiny-target", attack="ppa", prior="tiny-prior", protocol="quick"))
+    explicit = resolve(RunSpec(target="tiny-target", attack="ppa", prior="tiny-prior", classes=quick.classes))
+    assert quick.run_id() == explicit.run_id()
+    n = quick.target.num_classes
+    assert quick.classes == list(range(min(10, n)))
+    standard = resolve(RunSpec(target="tiny-target", attack="ppa", prior="tiny-prior", protocol="standard"))
+    assert standard.classes == list(range(n))
+    with pytest.raises(MIBenchError, match="both a protocol and a class list"):
+        resolve(RunSpec(target="tiny-target", attack="ppa", prior="tiny-prior", protocol="quick", classes=[0]))

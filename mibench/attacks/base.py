@@ -24,6 +24,7 @@ from mibench.attacks.access import TargetAccess
 from mibench.data.base import ImageDataset
 from mibench.errors import AttackError
 from mibench.generators.base import Prior
+from mibench.ops.cache import ArtifactCache
 from mibench.registry import suggest
 from mibench.typed import from_dict, to_dict
 
@@ -120,6 +121,19 @@ class AttackContext:
     progress: bool = True
     store_dir: Path | None = None  # a folder the attack may persist its stages in (resume re-uses them)
     public_data: Callable[[], ImageDataset] | None = None  # the attacker's public images, loaded on demand
+    # An opaque id of the target (its card hash): where stages shipped for this target are found
+    # (`shipped_stages`); None for targets nothing was shipped for. Not the card, not the weights.
+    target_id: str | None = None
+
+    def shipped_stages(self, attack: str) -> ArtifactCache | None:
+        """The read-only store of `attack`'s stages shipped for this target, or None."""
+        return None if self.target_id is None else stages_store(attack, self.target_id)
+
+
+def stages_store(attack: str, target_id: str) -> ArtifactCache:
+    """Where `attack`'s trained stages for one target ship (`mibench/shipped/stages/<attack>/<id>/`),
+    keyed by their content alone like the zoo: every machine then attacks with the same stages."""
+    return ArtifactCache(f"stages/{attack}/{target_id[:16]}", shippable=True)
 
 
 class Attack(ABC):

@@ -61,7 +61,7 @@ from mibench.generators.tacgan import (
     train_tacgan,
 )
 from mibench.ops import rng
-from mibench.ops.cache import Artifact, ArtifactCache
+from mibench.ops.cache import Artifact, ArtifactCache, shipped_enabled
 from mibench.ops.fileio import atomic_write_bytes
 from mibench.ops.transforms import View, keyed_color_jitter, keyed_rotation, random_resized_crop, to_unit
 from mibench.registry import ATTACKS
@@ -260,7 +260,7 @@ class LOKTAttack(GenerativeAttack):
         access = ctx.access
         if getattr(access, "level", None) != "label-only":
             raise AttackError(f"LOKT expects label-only access, got '{getattr(access, 'level', '?')}'")
-        store = _Store(ctx.store_dir, self._stage_keys(ctx))
+        store = _Store(ctx.store_dir, self._stage_keys(ctx), ctx.shipped_stages(self.name))
         info: dict[str, Any] = {"resumed": {}}
         num_classes = access.num_classes
         arch, recipe = self.config.gan_arch(), self.config.gan_recipe()
@@ -314,6 +314,8 @@ class LOKTAttack(GenerativeAttack):
             self.surrogate_models.append(model.eval().requires_grad_(False))
             summaries.append(summary)
         info["surrogates"] = summaries
+        if store.used_shipped:  # trained once by us, on this target with these settings (see `mibench zoo ship-stages`)
+            info["shipped_stages"] = sorted(store.used_shipped)
         info["queries_by_phase"] = {k: int(v) for k, v in access.queries_by_phase.items() if k in (PHASE_GAN, PHASE_DATA)}
         self._info = info
         self.G.requires_grad_(False)
@@ -502,15 +504,26 @@ class _Store:
     """What `prepare` persists in the run's attack folder (`<run dir>/lokt/`) — artifacts of the artifact cache, keyed by each
     stage's settings, everything upstream and the code of this attack's import closure (so a change
     to, e.g., the surrogates' training loop retrains them). A stage saved for other settings or code
-    is not found and is recomputed; a damaged file is one clear error naming it."""
+    is not found and is recomputed; a damaged file is one clear error naming it.
+
+    A stage shipped for this target (`shipped`, keyed by the same settings but not the code) is used
+    first, so the shipped embedded targets are attacked with the same T-ACGAN and surrogates on
+    every machine — their training is the chaotic part of LOKT that other CPU arithmetic changes."""
 
     CODE = ("mibench.attacks.lokt",)
 
-    def __init__(self, run_dir: str | Path | None, keys: dict[str, Any]):
+    def __init__(self, run_dir: str | Path | None, keys: dict[str, Any], shipped: ArtifactCache | None = None):
         self.cache = None if run_dir is None else ArtifactCache("lokt-run", root=Path(run_dir))
         self.keys = keys
+        self.shipped = shipped if shipped_enabled() else None
+        self.used_shipped: set[str] = set()
 
     def _art(self, name: str, stage: str) -> Artifact | None:
+        if self.shipped is not None:
+            theirs = self.shipped.shipped_artifact(name, self.keys[stage])
+            if theirs.exists():
+                self.used_shipped.add(stage)
+                return theirs
         return None if self.cache is None else self.cache.artifact(name, self.keys[stage], self.CODE)
 
     def _load(self, name: str, stage: str) -> tuple[dict[str, Tensor], dict[str, Any]] | None:

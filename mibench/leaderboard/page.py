@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import pandas as pd
 
 from mibench import __version__
+from mibench.leaderboard.aggregate import Cell, cells
 from mibench.leaderboard.entries import copy_grid
-from mibench.leaderboard.table import matrix, to_frame
 from mibench.metrics.base import Column, entry_columns
 from mibench.ops.fileio import atomic_write_text
+from mibench.run.protocol import entry_protocol
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
@@ -41,44 +41,84 @@ def _fmt(v: Any, pct: bool = False, digits: int = 3) -> str:
     return str(v)
 
 
-def metric_cell(col: Column, m: dict[str, Any]) -> tuple[str, Any, str]:
-    """(page key, sort value, text) of one metric column; a missing value falls back to the column's
-    `fallback` (marked ᵉ, e.g. FID → FID in evaluation-model features)."""
-    v = m.get(col.name)
+def metric_cell(col: Column, m: dict[str, Any], intervals: dict[str, Any] | None = None) -> tuple[str, Any, str]:
+    """(page key, sort value, text) of one metric column, with its interval's half-width when the
+    entry has one; a missing value falls back to the column's `fallback` (marked ᵉ, e.g. FID → FID
+    in evaluation-model features)."""
+    v, iv = m.get(col.name), (intervals or {}).get(col.name)
     if v is None and col.fallback and m.get(col.fallback) is not None:
         v = m.get(col.fallback)
-        return col.page_key, v, col.format(v) + "ᵉ"
-    return col.page_key, v, col.format(v)
+        return col.page_key, v, col.format_with_interval(v, (intervals or {}).get(col.fallback)) + "ᵉ"
+    return col.page_key, v, col.format_with_interval(v, iv)
 
 
-def plot_points(entries: list[dict[str, Any]], width: int = 520, height: int = 360,
-                pad: int = 48) -> dict[str, Any]:
-    """SVG geometry of the privacy–utility plot: x = natural accuracy, y = attack acc@1 (both %)."""
-    pts = [(e, e["target"].get("natural_accuracy"), e["metrics"].get("acc@1")) for e in entries]
-    pts = [(e, x, y) for e, x, y in pts if x is not None and y is not None]
-    attacks = sorted({e["attack"]["name"] for e, _, _ in pts})
+def plot_points(cells: list[Cell], width: int = 520, height: int = 360, pad: int = 48) -> dict[str, Any]:
+    """SVG geometry of the privacy–utility plot: one point per configuration (pooled over its
+    replicates), x = natural accuracy (bar: its range over training-seed replicates), y = attack
+    acc@1 (bar: its 95 % interval); both in %."""
+    pts = [c for c in cells if c.natural is not None and c.acc1 is not None]
+    attacks = sorted({c.attack for c in pts})
     colors = {a: PALETTE[i % len(PALETTE)] for i, a in enumerate(attacks)}
-    xs = [x for _, x, _ in pts] or [0.0, 1.0]
+    xs = [v for c in pts for v in c.natural_range] or [0.0, 1.0]
     x_lo, x_hi = max(0.0, math.floor(min(xs) * 10) / 10 - 0.05), min(1.0, math.ceil(max(xs) * 10) / 10 + 0.0)
     if x_hi - x_lo < 0.1:
         x_lo, x_hi = max(0.0, x_hi - 0.2), min(1.0, x_hi + 0.05)
 
     def sx(x: float) -> float:
-        return pad + (x - x_lo) / (x_hi - x_lo) * (width - 2 * pad)
+        return round(pad + (x - x_lo) / (x_hi - x_lo) * (width - 2 * pad), 1)
 
     def sy(y: float) -> float:
-        return height - pad - y * (height - 2 * pad)
+        return round(height - pad - min(max(y, 0.0), 1.0) * (height - 2 * pad), 1)
 
-    points = [{"x": round(sx(x), 1), "y": round(sy(y), 1), "color": colors[e["attack"]["name"]],
-               "id": e["entry_id"],
-               "label": f"{e['target']['name']} × {e['attack']['name']}: natural {100 * x:.1f}%, "
-                        f"attack acc@1 {100 * y:.1f}%"} for e, x, y in pts]
-    xticks = [{"pos": round(sx(t), 1), "label": f"{100 * t:.0f}"}
-              for t in [x_lo + i * (x_hi - x_lo) / 4 for i in range(5)]]
-    yticks = [{"pos": round(sy(t), 1), "label": f"{100 * t:.0f}"} for t in (0, 0.25, 0.5, 0.75, 1.0)]
+    points = []
+    for c in pts:
+        a, n = c.acc1, len(c.entries)
+        points.append({
+            "x": sx(c.natural), "y": sy(a.value), "y_lo": sy(a.lo), "y_hi": sy(a.hi),
+            "x_lo": sx(c.natural_range[0]), "x_hi": sx(c.natural_range[1]), "color": colors[c.attack],
+            "id": c.entries[0]["entry_id"], "protocol": c.protocol,
+            "label": f"{c.target} × {c.attack} ({c.protocol}, {n} replicate{'s' if n != 1 else ''}): natural "
+                     f"{100 * c.natural:.1f}%, attack acc@1 {100 * a.value:.1f}% "
+                     f"[{100 * a.lo:.1f}, {100 * a.hi:.1f}] (95 % interval over {', '.join(a.covers)})"})
+    xticks = [{"pos": sx(t), "label": f"{100 * t:.0f}"} for t in [x_lo + i * (x_hi - x_lo) / 4 for i in range(5)]]
+    yticks = [{"pos": sy(t), "label": f"{100 * t:.0f}"} for t in (0, 0.25, 0.5, 0.75, 1.0)]
     legend = [{"name": a, "color": c} for a, c in colors.items()]
     return {"width": width, "height": height, "pad": pad, "points": points, "xticks": xticks, "yticks": yticks,
             "legend": legend}
+
+
+def matrices(cells: list[Cell]) -> list[dict[str, Any]]:
+    """Defense × attack tables, one per (dataset, protocol): acc@1 ± the half-width of its interval,
+    and for defended targets the paired effect Δacc@1 against the undefended one (marked when its
+    interval excludes 0)."""
+    out = []
+    for ds, proto in sorted({(c.dataset, c.protocol) for c in cells}):
+        sub = [c for c in cells if (c.dataset, c.protocol) == (ds, proto)]
+        attacks = sorted({c.attack for c in sub})
+        defenses = sorted({c.defense for c in sub}, key=lambda d: (d != "none", d))
+        rows = []
+        for d in defenses:
+            row = []
+            for a in attacks:
+                hit = [c for c in sub if c.defense == d and c.attack == a]
+                if not hit or hit[0].acc1 is None:
+                    row.append(None)
+                    continue
+                c = hit[0]
+                eff = c.effect
+                row.append({"value": f"{100 * c.acc1.value:.1f}", "pm": f"{100 * c.acc1.half_width:.1f}",
+                            "bar": {"lo": round(100 * c.acc1.lo, 1), "hi": round(100 * c.acc1.hi, 1),
+                                    "value": round(100 * c.acc1.value, 1)},
+                            "n": len(c.entries),
+                            "effect": None if eff is None else {
+                                "value": f"{100 * eff.value:+.1f}", "lo": f"{100 * eff.lo:+.1f}",
+                                "hi": f"{100 * eff.hi:+.1f}", "significant": eff.excludes_zero(),
+                                "covers": ", ".join(eff.covers)}})
+            rows.append({"defense": d, "cells": row})
+        covers = sorted({x for c in sub if c.acc1 for x in c.acc1.covers})
+        out.append({"dataset": ds, "protocol": proto, "attacks": attacks, "rows": rows,
+                    "replicates": max(len(c.entries) for c in sub), "covers": ", ".join(covers)})
+    return out
 
 
 def render_site(entries: list[tuple[dict[str, Any], Path]], site_dir: Path) -> Path:
@@ -94,16 +134,16 @@ def render_site(entries: list[tuple[dict[str, Any], Path]], site_dir: Path) -> P
         rows.append({
             "id": entry["entry_id"], "dataset": entry["dataset"], "target": t["name"],
             "defense": t["defense"]["card"], "attack": entry["attack"]["name"],
-            "prior": (entry.get("prior") or {}).get("name", "—"),
+            "prior": (entry.get("prior") or {}).get("name", "—"), "protocol": entry_protocol(entry),
             "cells": [
-                *(metric_cell(c, m) for c in page_cols),
+                *(metric_cell(c, m, entry.get("intervals")) for c in page_cols),
                 ("nat", t.get("natural_accuracy"), _fmt(t.get("natural_accuracy"), pct=True)),
                 ("queries", entry["queries"]["total"], f"{entry['queries']['total']:,}"),
                 ("time", entry["wall_time_s"], f"{entry['wall_time_s']:.0f}"),
             ],
             "grid": grid_rel if has_grid else None,
             "config": json.dumps({k: entry[k] for k in ("target", "attack", "prior", "evaluator", "classes", "seed",
-                                                        "metrics", "unavailable", "queries", "environment")
+                                                        "protocol", "metrics", "intervals", "unavailable", "queries", "environment")
                                   if k in entry}, indent=2, sort_keys=True, default=str),
         })
     # Grids of entries no longer on the page (e.g. replaced baselines) would linger in assets/.
@@ -111,15 +151,9 @@ def render_site(entries: list[tuple[dict[str, Any], Path]], site_dir: Path) -> P
     for stale in (site_dir / "assets").glob("*.png"):
         if stale.name not in current:
             stale.unlink()
-    df = to_frame(plain) if plain else pd.DataFrame()
-    matrices = []
-    for ds in sorted(df["dataset"].unique()) if len(df) else []:
-        mat = matrix(df, ds)
-        matrices.append({"dataset": ds, "attacks": list(mat.columns),
-                         "rows": [{"defense": d, "cells": [_fmt(mat.loc[d, a], pct=True) for a in mat.columns]}
-                                  for d in mat.index]})
+    pooled = cells(plain)
     html = _env().get_template("index.html.j2").render(
-        rows=rows, matrices=matrices, plot=plot_points(plain), version=__version__,
+        rows=rows, matrices=matrices(pooled), plot=plot_points(pooled), version=__version__,
         metric_headers=[{"key": c.page_key, "label": c.page_label or c.name} for c in page_cols],
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         datasets=sorted({r["dataset"] for r in rows}), defenses=sorted({r["defense"] for r in rows}),

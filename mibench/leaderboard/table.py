@@ -1,4 +1,5 @@
-"""The leaderboard table: entries flattened into one pandas row each, written as CSV."""
+"""The leaderboard table: entries flattened into one pandas row each (every metric with the bounds of
+its 95 % interval, and the protocol), written as CSV."""
 
 from __future__ import annotations
 
@@ -9,29 +10,38 @@ import pandas as pd
 
 from mibench.metrics.base import entry_columns
 from mibench.ops.fileio import atomic_write_text
+from mibench.run.protocol import entry_protocol
 
-HEAD = ["entry_id", "dataset", "target", "architecture", "defense", "defense_params", "attack", "access",
-        "prior", "evaluator", "evaluator_acc", "natural_acc"]
+HEAD = ["entry_id", "dataset", "protocol", "target", "architecture", "defense", "defense_params", "attack", "access",
+        "preset", "prior", "evaluator", "evaluator_acc", "natural_acc"]
 TAIL = ["queries", "wall_time_s", "classes", "seed", "device", "created"]
+
+
+def _metric_names(names: list[str]) -> list[str]:
+    """Each metric followed by the bounds of its 95 % interval (`acc@1`, `acc@1_lo`, `acc@1_hi`)."""
+    return [x for n in names for x in (n, f"{n}_lo", f"{n}_hi")]
 
 
 def columns(entries: list[dict[str, Any]]) -> list[str]:
     """The CSV's columns, in order."""
-    return HEAD + [c.name for c in entry_columns(entries)] + TAIL
+    return HEAD + _metric_names([c.name for c in entry_columns(entries)]) + TAIL
 
 
 def entry_row(entry: dict[str, Any], metric_names: list[str] | None = None) -> dict[str, Any]:
     """One flat row of an entry."""
-    m, t = entry["metrics"], entry["target"]
+    m, t, iv = entry["metrics"], entry["target"], entry.get("intervals") or {}
     params = t["defense"].get("params") or {}
+    names = metric_names or [c.name for c in entry_columns([entry])]
+    bounds = {f"{n}_{b}": (iv.get(n) or {}).get(b) for n in names for b in ("lo", "hi")}
     return {
-        "entry_id": entry["entry_id"], "dataset": entry["dataset"], "target": t["name"],
+        "entry_id": entry["entry_id"], "dataset": entry["dataset"], "protocol": entry_protocol(entry),
+        "target": t["name"], "preset": entry["attack"].get("preset"),
         "architecture": t["architecture"], "defense": t["defense"]["card"],
         "defense_params": ", ".join(f"{k}={v}" for k, v in sorted(params.items())),
         "attack": entry["attack"]["name"], "access": entry["attack"]["access"],
         "prior": (entry.get("prior") or {}).get("name", ""), "evaluator": entry["evaluator"]["name"],
         "evaluator_acc": entry["evaluator"].get("accuracy"), "natural_acc": t.get("natural_accuracy"),
-        **{k: m.get(k) for k in (metric_names or [c.name for c in entry_columns([entry])])},
+        **{k: m.get(k) for k in names}, **bounds,
         "queries": entry["queries"]["total"], "wall_time_s": entry["wall_time_s"],
         "classes": len(entry["classes"]), "seed": entry["seed"],
         "device": entry["environment"].get("device"), "created": entry["created"],
@@ -51,7 +61,3 @@ def write_csv(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def matrix(df: pd.DataFrame, dataset: str, value: str = "acc@1") -> pd.DataFrame:
-    """Defense × attack table of `value` for one dataset (mean when several entries share a cell)."""
-    sub = df[df["dataset"] == dataset]
-    return sub.pivot_table(index="defense", columns="attack", values=value, aggfunc="mean")

@@ -193,6 +193,14 @@ class Column:
             return f"{100 * v:.1f}"
         return f"{v:.{self.digits}g}" if isinstance(v, float) else str(v)
 
+    def format_with_interval(self, v: Any, interval: dict[str, Any] | None) -> str:
+        """'62.5 ± 3.1': the value and half the width of its 95 % interval (the value alone without one)."""
+        text = self.format(v)
+        if interval is None or text == "n/a":
+            return text
+        half = (interval["hi"] - interval["lo"]) / 2
+        return f"{text} ± {100 * half:.1f}" if self.percent else f"{text} ± {half:.2g}"
+
 
 @dataclass
 class ClassBatch:
@@ -237,6 +245,11 @@ class Metric:
     requires: ClassVar[str] = "evaluation model"  # what the metric's features come from
     default: ClassVar[bool] = True  # computed in every run (others on request: RunSpec.extra_metrics)
     order: ClassVar[int] = 100  # position in tables and the CSV
+    # Scope 'run': class resamples for the bootstrap interval (the statistic is recomputed on each);
+    # 0 = no interval, for a kind too costly to recompute (`interval_note` says why). Scope 'class'
+    # kinds always get one: the bootstrap of their per-class values.
+    interval_resamples: ClassVar[int] = 200
+    interval_note: ClassVar[str] = ""
 
     def setup(self, ctx: Any) -> None:
         """Load what the metric needs (raise MetricUnavailable when it cannot be computed here)."""

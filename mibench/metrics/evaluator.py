@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from mibench.data.base import ImageDataset
@@ -25,6 +26,7 @@ from mibench.metrics.base import (
     extract_features,
     metric_kinds,
 )
+from mibench.ops.stats import Interval, bootstrap_statistic
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +105,23 @@ class ReconstructionScorer:
         return out
 
     # --- whole run ---------------------------------------------------------------------------
-    def score_run(self, classes: list[int], images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
-        """Distribution metrics of all reconstructions (N, 3, H, W) uint8 with their classes (N,)."""
+    def run_batch(self, classes: list[int], images: torch.Tensor, labels: torch.Tensor) -> RunBatch:
+        """All reconstructions (N, 3, H, W) uint8 with their classes (N,), their evaluation-model
+        features, and the private images of those classes."""
         self.ensure_real()
-        out: dict[str, Any] = {}
-        unavailable = dict(self.unavailable)
         mask = torch.isin(self.real_labels, torch.as_tensor(classes))
         fake_feats, _ = self._eval_forward(images)
-        batch = RunBatch(classes, images, labels, fake_feats, self.real_images[mask], self.real_labels[mask],
-                         self.real_feats[mask])
+        return RunBatch(classes, images, labels, fake_feats, self.real_images[mask], self.real_labels[mask],
+                        self.real_feats[mask])
+
+    def score_run(self, classes: list[int], images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+        """Distribution metrics of all reconstructions (N, 3, H, W) uint8 with their classes (N,)."""
+        return self.score_batch(self.run_batch(classes, images, labels))
+
+    def score_batch(self, batch: RunBatch) -> dict[str, Any]:
+        """The run-scope metric kinds on one RunBatch: {'metrics': …, 'unavailable': column → reason}."""
+        out: dict[str, Any] = {}
+        unavailable = dict(self.unavailable)
         for kind in self.kinds:
             if kind.scope != "run":
                 continue
@@ -121,3 +131,37 @@ class ReconstructionScorer:
                 for col in kind.columns:
                     unavailable[col.name] = str(exc)
         return {"metrics": out, "unavailable": unavailable}
+
+    def run_intervals(self, batch: RunBatch) -> tuple[dict[str, Interval], dict[str, str]]:
+        """Bootstrap intervals of the run-scope metrics over the attacked identities: each resample
+        draws classes with replacement (a class drawn twice counts as two classes) and recomputes
+        the metric; returns (column → Interval, column → why it has none)."""
+        fake = {c: (batch.labels == c).nonzero().flatten() for c in batch.classes}
+        real = {c: (batch.real_labels == c).nonzero().flatten() for c in batch.classes}
+
+        def resampled(slots: np.ndarray) -> RunBatch:
+            cs = [batch.classes[i] for i in slots]
+            fi = torch.cat([fake[c] for c in cs])
+            ri = torch.cat([real[c] for c in cs])
+            relabel = torch.cat([torch.full((len(fake[c]),), j) for j, c in enumerate(cs)])
+            real_relabel = torch.cat([torch.full((len(real[c]),), j) for j, c in enumerate(cs)])
+            return RunBatch(list(range(len(cs))), batch.images[fi], relabel, batch.feats[fi],
+                            batch.real_images[ri], real_relabel, batch.real_feats[ri])
+
+        intervals: dict[str, Interval] = {}
+        notes: dict[str, str] = {}
+        for kind in self.kinds:
+            if kind.scope != "run":
+                continue
+            if kind.interval_resamples <= 0:
+                notes.update({col.name: kind.interval_note or "no interval for this metric" for col in kind.columns})
+                continue
+
+            def stat(slots: np.ndarray, kind=kind) -> dict[str, float]:
+                try:
+                    return kind.score_run(self, resampled(slots))
+                except (ValueError, MetricUnavailable):
+                    return {}
+
+            intervals.update(bootstrap_statistic(len(batch.classes), stat, resamples=kind.interval_resamples))
+        return intervals, notes

@@ -179,6 +179,8 @@ class InceptionFID(Metric):
     columns = (Column("fid", "lower", "FID (Inception)", page_key="fid", page_label="FID", fallback="fid_eval",
                       unit="FID"),)
     scope = "run"
+    interval_resamples = 0  # each resample would re-run Inception on every image
+    interval_note = "not bootstrapped: recomputing Inception features for each class resample is too costly"
     requires = "inception"
     order = 40
 

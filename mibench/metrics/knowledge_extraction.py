@@ -91,6 +91,8 @@ class KnowledgeExtraction(Metric):
     columns = (Column("knowledge_extraction", "higher", "knowledge extraction score", percent=True,
                       unit="fraction"),)
     scope = "run"
+    interval_resamples = 0  # each resample would train a new surrogate classifier
+    interval_note = "not bootstrapped: each class resample would train a new classifier"
     requires = "surrogate classifier"
     default = False
     order = 70

@@ -141,6 +141,8 @@ class PRDC(Metric):
                    "Inception weights)")
     columns = tuple(Column(k, "higher", f"{k} (k = 3, Inception features)", unit="fraction") for k in PRDC_KEYS)
     scope = "run"
+    interval_resamples = 0  # each resample would re-run Inception on every image
+    interval_note = "not bootstrapped: recomputing Inception features for each class resample is too costly"
     requires = "inception"
     order = 60
 

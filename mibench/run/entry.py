@@ -20,10 +20,12 @@ from mibench.errors import MIBenchError
 from mibench.metrics.base import metric_kinds
 from mibench.ops.fileio import atomic_write_json
 from mibench.ops.imaging import grid, save_png, to_uint8
+from mibench.ops.stats import Interval, bootstrap_mean
 from mibench.run.folder import RunFolder
+from mibench.run.protocol import protocol_of
 from mibench.run.spec import ResolvedRun
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `protocol` and `intervals` (version-1 entries are still read)
 # Per-class keys that stay in the class files but not in the entry's per-class list.
 _PER_CLASS_ONLY = ("info", "eval_pred", "session", "seconds")
 
@@ -119,6 +121,30 @@ def aggregate(per_class: list[dict[str, Any]], kinds) -> dict[str, Any]:
     return out
 
 
+def class_intervals(per_class: list[dict[str, Any]], kinds) -> dict[str, Interval]:
+    """The bootstrap interval over the attacked identities of every per-class metric, with the
+    values the entry aggregates (a failed class counts as 0 for `aggregate='all'` kinds)."""
+    out: dict[str, Interval] = {}
+    for kind in kinds:
+        if kind.scope != "class":
+            continue
+        for col in kind.columns:
+            if kind.aggregate == "all":
+                vals = [0.0 if m.get("failed") else m[col.name] for m in per_class if m.get("failed") or col.name in m]
+            else:
+                vals = [m[col.name] for m in per_class if not m.get("failed") and m.get(col.name) is not None]
+            vals = [v for v in vals if v is not None and math.isfinite(v)]
+            if vals:
+                out[col.name] = bootstrap_mean(vals)
+    return out
+
+
+def _interval_json(iv: Interval, value: Any) -> dict[str, Any] | None:
+    if value is None or not (math.isfinite(iv.lo) and math.isfinite(iv.hi)):
+        return None
+    return {**iv.as_dict(), "value": value}
+
+
 def finalize(folder: RunFolder, run: ResolvedRun, config: dict[str, Any], scorer, target_info: dict[str, Any],
              evaluator_info: dict[str, Any], prior_info: dict[str, Any], environment: dict[str, Any], *,
              session_start: float | None = None) -> dict[str, Any]:
@@ -139,8 +165,12 @@ def finalize(folder: RunFolder, run: ResolvedRun, config: dict[str, Any], scorer
     ok = [m for m in per_class if not m.get("failed")]
     metrics: dict[str, Any] = aggregate(per_class, kinds)
     run_metrics = {"metrics": {}, "unavailable": dict(scorer.unavailable)}
+    intervals, interval_notes = class_intervals(per_class, kinds), {}
     if images:
-        run_metrics = scorer.score_run([m["class"] for m in ok], torch.cat(images), torch.cat(labels))
+        batch = scorer.run_batch([m["class"] for m in ok], torch.cat(images), torch.cat(labels))
+        run_metrics = scorer.score_batch(batch)
+        run_iv, interval_notes = scorer.run_intervals(batch)
+        intervals.update(run_iv)
     metrics.update(run_metrics["metrics"])
     for kind in kinds:
         if kind.scope == "run":
@@ -192,7 +222,12 @@ def finalize(folder: RunFolder, run: ResolvedRun, config: dict[str, Any], scorer
                       "weights": evaluator_info.get("weights")},
         "classes": run.classes, "seed": run.spec.seed,
         "num_images": int(sum(m.get("n", 0) for m in per_class)),
+        "protocol": protocol_of(run.classes, run.target.num_classes),
         "metrics": {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()},
+        # 95 % intervals over the attacked identities (what each covers is recorded with it).
+        "intervals": {k: _interval_json(iv, metrics.get(k)) for k, iv in sorted(intervals.items())
+                      if metrics.get(k) is not None},
+        "interval_notes": {k: v for k, v in interval_notes.items() if metrics.get(k) is not None},
         "unavailable": unavailable,
         "queries": {"total": sum(queries_by_phase.values()), "by_phase": queries_by_phase},
         "wall_time_s": round(wall, 2),

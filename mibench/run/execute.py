@@ -20,7 +20,7 @@ from mibench.errors import MIBenchError, QueryBudgetExceeded
 from mibench.ops.cache import code_version
 from mibench.ops.imaging import to_uint8
 from mibench.ops.machine import cpu_capability, cpu_name
-from mibench.run.entry import finalize, session_id
+from mibench.run.entry import SCHEMA_VERSION, finalize, session_id
 from mibench.run.folder import RunFolder
 from mibench.run.spec import ResolvedRun, RunSpec, resolve
 
@@ -86,6 +86,11 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
     if dist is not None:
         todo = dist.broadcast(todo)  # rank 0's view of the disk decides (ranks may not share one)
     done_entry = folder.complete_entry(config) if not todo else None
+    if done_entry is not None and done_entry.get("schema_version", 1) < SCHEMA_VERSION:
+        # Finished under an older entry schema: its classes stand, the entry is written again (e.g.
+        # with the intervals version 2 added) without attacking anything.
+        log.info("run %s is complete; rewriting its entry in schema version %d", folder.name, SCHEMA_VERSION)
+        done_entry = None
     if done_entry is not None:  # the same run finished before: nothing to redo, the entry stands
         log.info("run %s is already complete: %s", folder.name, folder.entry_file)
         return done_entry if is_main else {}
@@ -117,7 +122,8 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
         return load_dataset(ref.name, "private-test", ref.resolved_root(), **ref.params)
 
     ctx = AttackContext(access=access, prior=prior, device=dev, seed=spec.seed, output_size=out_size,
-                        progress=progress, store_dir=folder.attack_dir(run.attack.name), public_data=public_data)
+                        progress=progress, store_dir=folder.attack_dir(run.attack.name), public_data=public_data,
+                        target_id=config["target"]["card_hash"])
     real = metric_images_ref(run.target, run.evaluator)
     private = load_dataset(real.name, "private-train", real.resolved_root(), **real.params)
     scorer = ReconstructionScorer.create(evaluator, private, dev, extra=spec.extra_metrics,
@@ -145,7 +151,8 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
                 if not folder.class_done(res.class_id):
                     folder.save_class(res, metrics)
     entry = finalize(folder, run, config, scorer, target_info, evaluator_info, prior_info,
-                     environment(dev, 1 if dist is None else dist.world_size), session_start=t_start)
+                     environment(dev, 1 if dist is None else dist.world_size),
+                     session_start=t_start if todo else None)  # a rewrite adds no attack time
     log.info("wrote %s (acc@1 %.1f%%, %.0fs)", folder.entry_file, 100 * (entry["metrics"]["acc@1"] or 0),
              time.time() - t_start)
     return entry

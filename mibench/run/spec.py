@@ -5,6 +5,7 @@ record, and its hash is the run id."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,9 @@ class RunSpec:
     query_budget: int | None = None  # label-only attacks only
     classes_per_group: int | None = None  # default: enough classes to fill one optimisation batch
     extra_metrics: list[str] = field(default_factory=list)  # optional metric kinds to compute too
+    # A named class choice (mibench.run.protocol) that resolves to `classes`; only the class list
+    # enters the run id, so `--protocol standard` and `--classes 0-99` are the same run.
+    protocol: str | None = field(default=None, metadata={"derived": True})
 
 
 def parse_classes(text: str | None) -> list[int] | None:
@@ -121,6 +125,13 @@ def resolve(spec: RunSpec) -> ResolvedRun:
         raise MIBenchError(f"target '{target.name}' names no evaluation model", path=target.path,
                            field="evaluator", fix="add `evaluator: <card name>` (see `mibench list targets`)")
     evaluator = get_card("target", target.evaluator)
+    if spec.protocol is not None:
+        from mibench.run.protocol import get_protocol
+
+        if spec.classes is not None:
+            raise MIBenchError("both a protocol and a class list were given", field="--protocol",
+                               fix="pass either --protocol or --classes")
+        spec = dataclasses.replace(spec, classes=get_protocol(spec.protocol).classes(target.num_classes))
     for m in spec.extra_metrics:
         METRICS.get(m)  # an unknown metric fails here, with a suggestion
     attack_cls = ATTACKS.get(spec.attack)

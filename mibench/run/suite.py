@@ -22,7 +22,7 @@ from mibench.typed import from_dict
 
 log = logging.getLogger(__name__)
 
-SUITE_CLASSES = list(range(10))  # the default suite attacks classes 0-9 of each target
+SUITE_PROTOCOL = "quick"  # the default suite's protocol (classes 0-9); the leaderboard's is "standard"
 
 
 def spec_from_run_dir(run_dir: Path) -> RunSpec:
@@ -55,28 +55,34 @@ def suite_attacks() -> list[str]:
 
 
 def suite_specs(attacks: list[str] | None = None, classes: list[int] | None = None, seed: int = 0,
-                dataset_prefix: str = "synthfaces", extra_metrics: list[str] | None = None) -> list[RunSpec]:
-    """The default suite: every embedded-default target × every attack in the suite."""
+                dataset_prefix: str = "synthfaces", extra_metrics: list[str] | None = None,
+                protocol: str | None = None) -> list[RunSpec]:
+    """The default suite: every embedded-default target × every attack in the suite, on `classes`
+    or else the classes of `protocol` (default: the quick protocol)."""
     attacks = attacks or suite_attacks()
+    if classes is not None and protocol is not None:
+        raise MIBenchError("both a protocol and a class list were given", field="--protocol",
+                           fix="pass either --protocol or --classes")
+    protocol = None if classes is not None else protocol or SUITE_PROTOCOL
     specs = []
     for card in list_cards("target"):
         if card.role == "target" and card.dataset.name.startswith(dataset_prefix) and card.train is not None:
             for a in attacks:
                 specs.append(RunSpec(target=card.name, attack=a, classes=classes, seed=seed,
-                                     extra_metrics=list(extra_metrics or [])))
+                                     extra_metrics=list(extra_metrics or []), protocol=protocol))
     return specs
 
 
 def run_suite(attacks: list[str] | None = None, classes: list[int] | None = None, seed: int = 0,
               device: str = "auto", out: Path = Path("runs"), build: bool = True,
-              extra_metrics: list[str] | None = None) -> list[dict[str, Any]]:
+              extra_metrics: list[str] | None = None, protocol: str | None = None) -> list[dict[str, Any]]:
     """The default suite: build the zoo (if needed), then every synthfaces target × attack."""
     from mibench import zoo
 
     for a in attacks or []:
         ATTACKS.get(a)  # an unknown name fails here, with a suggestion, before anything runs
     t0 = time.time()
-    specs = suite_specs(attacks, classes if classes is not None else SUITE_CLASSES, seed, extra_metrics=extra_metrics)
+    specs = suite_specs(attacks, classes, seed, extra_metrics=extra_metrics, protocol=protocol)
     if not specs:
         raise MIBenchError("the default suite is empty: no synthfaces target cards were found",
                            fix="run from the mibench checkout or set MIBENCH_CARDS")

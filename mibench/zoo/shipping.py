@@ -15,6 +15,7 @@ import datetime
 import logging
 import platform
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -87,6 +88,41 @@ def ship(names: list[str] | None = None, warmups: bool = True) -> list[dict[str,
         for art in _warmups():
             out, changed = WARMUPS.ship(art, _manifest("tacgan-warmup", None, art))
             rows.append(_row(art.name, out, changed))
+    return rows
+
+
+def ship_stages(run_dirs: list[Path]) -> list[dict[str, Any]]:
+    """Copy the stages an attack trained in finished run folders (e.g. LOKT's T-ACGAN and
+    surrogates in `<run>/lokt/`) into the shipped store for that run's target
+    (`attacks.base.stages_store`); later runs on the same target card with the same stage settings
+    load them instead of training. Unchanged files are left as they are."""
+    import json
+
+    from mibench.attacks.base import stages_store
+
+    rows = []
+    for run_dir in map(Path, run_dirs):
+        try:
+            config = json.loads((run_dir / "config.json").read_text())
+        except (OSError, ValueError):
+            raise MIBenchError("not a run folder (no readable config.json)", path=run_dir,
+                               fix="pass a folder that `mibench run` created") from None
+        attack, target = config["attack"]["name"], config["target"]
+        folder = run_dir / attack
+        sidecars = sorted(folder.glob("*.artifact.json"))
+        if not sidecars:
+            raise MIBenchError(f"the run kept no {attack} stages", path=folder,
+                               fix="ship the folder of a finished run of an attack that trains stages (e.g. lokt)")
+        store = stages_store(attack, target["card_hash"])
+        for sidecar in sidecars:
+            record = json.loads(sidecar.read_text())
+            art = Artifact(folder, record["name"], record["key"], (), record.get("content"))
+            manifest = {"kind": f"{attack}-stage", "target": target["name"], "target_card_hash": target["card_hash"],
+                        "run": run_dir.name, "code_version": record.get("code_version"), "sha256": record.get("files"),
+                        "bytes": {s: art.file(s).stat().st_size for s in record.get("files", {})},
+                        "machine": machine(), "shipped": datetime.date.today().isoformat()}
+            out, changed = store.ship(art, manifest)
+            rows.append(_row(f"{target['name']}: {record['name']}", out, changed))
     return rows
 
 

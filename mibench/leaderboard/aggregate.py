@@ -1,0 +1,135 @@
+"""Results over replicates: entries of the same configuration — the same target recipe and defense
+(training-seed replicates `<card>@k` included), attack config, prior and protocol — pooled into one
+cell with a 95 % interval, and each defense's effect as a paired difference against the
+undefended target of the same recipe.
+
+The interval of a cell resamples replicates (target training seed × attack seed) and then
+identities; `covers` says which of these varied. The defense effect Δacc@1 pairs, for every
+(training-seed replicate k, attack seed, class), the defended target's per-class value with the
+undefended one's — identity difficulty and seed effects they share cancel — and a cell whose
+interval excludes 0 is marked as distinguishable from no effect."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mibench.cards import REPLICATE, card_hash
+from mibench.ops.stats import Interval, hierarchical_mean, paired_difference
+from mibench.run.protocol import entry_protocol
+
+NONE_DEFENSE = "none"
+
+
+def target_base(name: str) -> str:
+    """A target name without its replicate suffix (`x@2` → `x`)."""
+    return name.partition(REPLICATE)[0]
+
+
+def replicate_of(entry: dict[str, Any]) -> int:
+    """The training-seed replicate k of an entry's target (0 for the card itself)."""
+    _, sep, k = entry["target"]["name"].partition(REPLICATE)
+    return int(k) if sep and k.isdigit() else 0
+
+
+def recipe_key(entry: dict[str, Any]) -> str:
+    """What a defended target shares with its undefended counterpart: dataset, architecture, size."""
+    t = entry["target"]
+    card = t.get("card") or {}
+    return card_hash({"dataset": entry["dataset"], "data": card.get("dataset"), "architecture": t["architecture"],
+                      "arch_params": card.get("arch_params"), "input_size": t.get("input_size"),
+                      "num_classes": t["num_classes"]})[:12]
+
+
+def cell_key(entry: dict[str, Any]) -> tuple:
+    """Entries with the same key are replicates of one result."""
+    a, d = entry["attack"], entry["target"]["defense"]
+    return (entry["dataset"], target_base(entry["target"]["name"]), a["name"], a.get("preset"),
+            card_hash(a.get("config") or {})[:12], (entry.get("prior") or {}).get("name"), entry_protocol(entry),
+            d["card"], card_hash(d.get("params") or {})[:12])
+
+
+def per_class_values(entry: dict[str, Any], metric: str = "acc@1") -> dict[int, float]:
+    """{class: value} of one entry (a failed class counts as 0 for the accuracies)."""
+    out = {}
+    for m in entry.get("per_class", []):
+        v = 0.0 if m.get("failed") else m.get(metric)
+        if v is not None:
+            out[int(m["class"])] = float(v)
+    return out
+
+
+def covers(keys: list[tuple[int, int]]) -> tuple[str, ...]:
+    """The sources of variation an interval over the (training-seed replicate, attack seed) `keys`
+    and the identities includes."""
+    out = ["identities"]
+    if len({k for k, _ in keys}) > 1:
+        out.append("target training seed")
+    if len({s for _, s in keys}) > 1:
+        out.append("attack seed")
+    return tuple(out)
+
+
+@dataclass
+class Cell:
+    """One configuration's result pooled over its replicates."""
+
+    dataset: str
+    target: str  # the card name without replicate suffix
+    defense: str
+    attack: str
+    prior: str | None
+    protocol: str
+    recipe: str
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    acc1: Interval | None = None
+    natural: float | None = None  # mean natural accuracy over the training-seed replicates
+    natural_range: tuple[float, float] | None = None
+    effect: Interval | None = None  # Δacc@1 vs the undefended target of the same recipe (None: undefended/no pair)
+
+    def replicates(self) -> dict[tuple[int, int], dict[int, float]]:
+        """(training-seed replicate, attack seed) → {class: acc@1}."""
+        return {(replicate_of(e), int(e["seed"])): per_class_values(e) for e in self.entries}
+
+    def covers(self) -> tuple[str, ...]:
+        """The sources of variation this cell's interval includes."""
+        return covers(list(self.replicates()))
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-able summary (page and CSV)."""
+        return {"dataset": self.dataset, "target": self.target, "defense": self.defense, "attack": self.attack,
+                "prior": self.prior, "protocol": self.protocol, "replicates": len(self.entries),
+                "acc1": None if self.acc1 is None else self.acc1.as_dict(),
+                "natural": self.natural, "effect": None if self.effect is None else self.effect.as_dict()}
+
+
+def cells(entries: list[dict[str, Any]]) -> list[Cell]:
+    """Entries pooled by configuration, each with its interval and (defended ones) the defense effect."""
+    groups: dict[tuple, Cell] = {}
+    for e in entries:
+        key = cell_key(e)
+        if key not in groups:
+            groups[key] = Cell(e["dataset"], key[1], e["target"]["defense"]["card"], e["attack"]["name"], key[5],
+                               key[6], recipe_key(e))
+        groups[key].entries.append(e)
+    out = sorted(groups.values(), key=lambda c: (c.dataset, c.protocol, c.attack, c.defense, c.target))
+    for c in out:
+        reps = {k: v for k, v in c.replicates().items() if v}
+        if reps:
+            c.acc1 = hierarchical_mean(reps, covers=c.covers())
+        nat = {replicate_of(e): e["target"].get("natural_accuracy") for e in c.entries}
+        nat = [v for v in nat.values() if v is not None]
+        if nat:
+            c.natural, c.natural_range = sum(nat) / len(nat), (min(nat), max(nat))
+    by_config = {(c.dataset, c.recipe, c.attack, c.prior, c.protocol, cell_key(c.entries[0])[3:5]): c
+                 for c in out if c.defense == NONE_DEFENSE}
+    for c in out:
+        if c.defense == NONE_DEFENSE:
+            continue
+        base = by_config.get((c.dataset, c.recipe, c.attack, c.prior, c.protocol, cell_key(c.entries[0])[3:5]))
+        if base is None:
+            continue
+        mine, theirs = c.replicates(), base.replicates()
+        if any(k in theirs and set(v) & set(theirs[k]) for k, v in mine.items()):
+            c.effect = paired_difference(mine, theirs, covers=covers([k for k in mine if k in theirs]))
+    return out
