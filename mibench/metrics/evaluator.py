@@ -136,17 +136,21 @@ class ReconstructionScorer:
         """Bootstrap intervals of the run-scope metrics over the attacked identities: each resample
         draws classes with replacement (a class drawn twice counts as two classes) and recomputes
         the metric; returns (column → Interval, column → why it has none)."""
-        fake = {c: (batch.labels == c).nonzero().flatten() for c in batch.classes}
-        real = {c: (batch.real_labels == c).nonzero().flatten() for c in batch.classes}
+        # Row indices of each class's reconstructions and private images, found once per run.
+        recon_rows = {c: (batch.labels == c).nonzero().flatten() for c in batch.classes}
+        real_rows = {c: (batch.real_labels == c).nonzero().flatten() for c in batch.classes}
+
+        def rows_and_labels(rows: dict[int, torch.Tensor], cs: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+            """The rows of classes `cs` in order, labelled by slot (a class drawn twice is two classes)."""
+            return (torch.cat([rows[c] for c in cs]),
+                    torch.cat([torch.full((len(rows[c]),), j) for j, c in enumerate(cs)]))
 
         def resampled(slots: np.ndarray) -> RunBatch:
             cs = [batch.classes[i] for i in slots]
-            fi = torch.cat([fake[c] for c in cs])
-            ri = torch.cat([real[c] for c in cs])
-            relabel = torch.cat([torch.full((len(fake[c]),), j) for j, c in enumerate(cs)])
-            real_relabel = torch.cat([torch.full((len(real[c]),), j) for j, c in enumerate(cs)])
-            return RunBatch(list(range(len(cs))), batch.images[fi], relabel, batch.feats[fi],
-                            batch.real_images[ri], real_relabel, batch.real_feats[ri])
+            ri, rl = rows_and_labels(recon_rows, cs)
+            pi, pl = rows_and_labels(real_rows, cs)
+            return RunBatch(list(range(len(cs))), batch.images[ri], rl, batch.feats[ri],
+                            batch.real_images[pi], pl, batch.real_feats[pi])
 
         intervals: dict[str, Interval] = {}
         notes: dict[str, str] = {}

@@ -104,36 +104,36 @@ def session_id(start: float) -> str:
     return f"{start:.3f}"
 
 
+def column_values(per_class: list[dict[str, Any]], kind, name: str) -> list[float]:
+    """One per-class column's values as `kind` aggregates them: every attacked class, a failed one
+    as 0 (`aggregate='all'`), or the scored classes that have the value."""
+    if kind.aggregate == "all":
+        return [0.0 if m.get("failed") else m[name] for m in per_class]
+    return [m[name] for m in per_class if not m.get("failed") and name in m]
+
+
 def aggregate(per_class: list[dict[str, Any]], kinds) -> dict[str, Any]:
     """Per-class metric values → the run's values, as each metric kind aggregates them: over all
     attacked classes (a failed class counts as 0) or over the scored ones."""
-    ok = [m for m in per_class if not m.get("failed")]
     out: dict[str, Any] = {}
     for kind in kinds:
         if kind.scope != "class":
             continue
         for col in kind.columns:
-            if kind.aggregate == "all":
-                out[col.name] = sum(m[col.name] for m in ok) / len(per_class) if per_class else None
-            else:
-                vals = [m[col.name] for m in ok if col.name in m]
-                out[col.name] = sum(vals) / len(vals) if vals else None
+            vals = column_values(per_class, kind, col.name)
+            out[col.name] = sum(vals) / len(vals) if vals else None
     return out
 
 
 def class_intervals(per_class: list[dict[str, Any]], kinds) -> dict[str, Interval]:
     """The bootstrap interval over the attacked identities of every per-class metric, with the
-    values the entry aggregates (a failed class counts as 0 for `aggregate='all'` kinds)."""
+    values the entry aggregates (`column_values`)."""
     out: dict[str, Interval] = {}
     for kind in kinds:
         if kind.scope != "class":
             continue
         for col in kind.columns:
-            if kind.aggregate == "all":
-                vals = [0.0 if m.get("failed") else m[col.name] for m in per_class if m.get("failed") or col.name in m]
-            else:
-                vals = [m[col.name] for m in per_class if not m.get("failed") and m.get(col.name) is not None]
-            vals = [v for v in vals if v is not None and math.isfinite(v)]
+            vals = [v for v in column_values(per_class, kind, col.name) if v is not None and math.isfinite(v)]
             if vals:
                 out[col.name] = bootstrap_mean(vals)
     return out
