@@ -192,11 +192,13 @@ def zoo_preview(generator: str, out: Path, rows: int, cols: int, psi: float | No
 @click.option("--query-budget", type=int, default=None, help="Label-only attacks: maximum target queries.")
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
               help="Also compute this optional metric kind (repeatable; see `mibench list metrics`).")
+@click.option("--replicate", type=int, default=0, show_default=True,
+              help="Suite: attack training-seed replicate k of every target (`<card>@k`; 0 is the card itself).")
 @click.option("--no-build", is_flag=True, help="Fail instead of training missing zoo entries.")
 def run_cmd(target: str | None, attack: str | None, prior: str | None, classes: str | None, protocol: str | None,
             seed: int,
             device: str, out: Path, resume: Path | None, preset: str | None, overrides: tuple[str, ...],
-            query_budget: int | None, metrics: tuple[str, ...], no_build: bool) -> None:
+            query_budget: int | None, metrics: tuple[str, ...], replicate: int, no_build: bool) -> None:
     """Attack registered targets and write standardized results.
 
     \b
@@ -219,9 +221,12 @@ def run_cmd(target: str | None, attack: str | None, prior: str | None, classes: 
         # --attack without --target: the default suite restricted to those attacks (comma-separated)
         attacks = [a.strip() for a in attack.split(",") if a.strip()] if attack else None
         entries = suite.run_suite(attacks=attacks, classes=cls, seed=seed, device=device, out=out,
-                                  build=not no_build, extra_metrics=list(metrics), protocol=protocol)
+                                  build=not no_build, extra_metrics=list(metrics), protocol=protocol,
+                                  replicate=replicate)
         click.echo(format_table(entries))
         return
+    if replicate:
+        raise click.UsageError("--replicate is for the suite; for one run, name the replicate: --target CARD@k")
     spec = RunSpec(target=target or "", attack=attack or "", prior=prior, classes=cls, seed=seed, preset=preset,
                    overrides=over, query_budget=query_budget, extra_metrics=list(metrics), protocol=protocol)
     entry = suite.run_single(spec, out=out, device=device, resume=resume, build=not no_build)

@@ -30,3 +30,15 @@ def test_bad_runs_fail_early_and_a_failing_worker_stops_the_suite(tmp_path, monk
     with pytest.raises(MIBenchError, match="not built"):  # raised in a worker, reported here
         run_many(specs, out=tmp_path / "runs", device="cpu", build=False, jobs=2)
     assert not any((tmp_path / "runs").glob("*/entry.json"))
+
+
+def test_suite_replicate_attacks_every_targets_replicate_on_the_protocol():
+    """`mibench run --replicate 2 --protocol standard`: every suite target's `@2` replicate, all classes."""
+    from mibench.run.spec import resolve
+    from mibench.run.suite import suite_specs
+
+    base, rep = suite_specs(protocol="standard"), suite_specs(protocol="standard", replicate=2)
+    assert [f"{s.target}@2" for s in base] == [s.target for s in rep]
+    assert [s.attack for s in base] == [s.attack for s in rep]
+    r = resolve(rep[0])
+    assert r.target.name == f"{base[0].target}@2" and r.classes == list(range(r.target.num_classes))

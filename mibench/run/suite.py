@@ -56,9 +56,10 @@ def suite_attacks() -> list[str]:
 
 def suite_specs(attacks: list[str] | None = None, classes: list[int] | None = None, seed: int = 0,
                 dataset_prefix: str = "synthfaces", extra_metrics: list[str] | None = None,
-                protocol: str | None = None) -> list[RunSpec]:
+                protocol: str | None = None, replicate: int = 0) -> list[RunSpec]:
     """The default suite: every embedded-default target × every attack in the suite, on `classes`
-    or else the classes of `protocol` (default: the quick protocol)."""
+    or else the classes of `protocol` (default: the quick protocol); `replicate` k > 0 attacks the
+    training-seed replicates `<card>@k` instead."""
     attacks = attacks or suite_attacks()
     if classes is not None and protocol is not None:
         raise MIBenchError("both a protocol and a class list were given", field="--protocol",
@@ -68,21 +69,23 @@ def suite_specs(attacks: list[str] | None = None, classes: list[int] | None = No
     for card in list_cards("target"):
         if card.role == "target" and card.dataset.name.startswith(dataset_prefix) and card.train is not None:
             for a in attacks:
-                specs.append(RunSpec(target=card.name, attack=a, classes=classes, seed=seed,
+                name = f"{card.name}@{replicate}" if replicate else card.name
+                specs.append(RunSpec(target=name, attack=a, classes=classes, seed=seed,
                                      extra_metrics=list(extra_metrics or []), protocol=protocol))
     return specs
 
 
 def run_suite(attacks: list[str] | None = None, classes: list[int] | None = None, seed: int = 0,
               device: str = "auto", out: Path = Path("runs"), build: bool = True,
-              extra_metrics: list[str] | None = None, protocol: str | None = None) -> list[dict[str, Any]]:
+              extra_metrics: list[str] | None = None, protocol: str | None = None,
+              replicate: int = 0) -> list[dict[str, Any]]:
     """The default suite: build the zoo (if needed), then every synthfaces target × attack."""
     from mibench import zoo
 
     for a in attacks or []:
         ATTACKS.get(a)  # an unknown name fails here, with a suggestion, before anything runs
     t0 = time.time()
-    specs = suite_specs(attacks, classes, seed, extra_metrics=extra_metrics, protocol=protocol)
+    specs = suite_specs(attacks, classes, seed, extra_metrics=extra_metrics, protocol=protocol, replicate=replicate)
     if not specs:
         raise MIBenchError("the default suite is empty: no synthfaces target cards were found",
                            fix="run from the mibench checkout or set MIBENCH_CARDS")
