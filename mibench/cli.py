@@ -257,6 +257,21 @@ def leaderboard_build(runs: tuple[Path, ...], root: Path) -> None:
     click.echo(f"{res['entries']} entries ({res['imported']} imported) → {res['csv']} and {res['page']}")
 
 
+@leaderboard.command("pooled")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboard"),
+              show_default=True, help="Leaderboard folder (its entries/).")
+@click.option("--protocol", type=click.Choice(["standard", "quick", "all"]), default="standard", show_default=True)
+def leaderboard_pooled(root: Path, protocol: str) -> None:
+    """Print the results pooled over replicates (training and attack seeds): acc@1 with its 95 %
+    interval and what it covers, and each defense's paired effect Δacc@1 against the undefended
+    target (`*`: its interval excludes 0)."""
+    from mibench.leaderboard.entries import collect
+    from mibench.leaderboard.pooled import format_pooled
+
+    entries = [e for e, _ in collect(root / "entries")]
+    click.echo(format_pooled(entries, None if protocol == "all" else protocol))
+
+
 @leaderboard.command("check")
 @click.option("--suite", "suite_file", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("leaderboard") / "regression.yaml", show_default=True, help="Regression suite file.")

@@ -163,6 +163,23 @@ def test_replicates_pool_into_one_cell_and_defense_effects_are_paired():
     assert out["nls"].acc1.hi > out["none"].acc1.lo
 
 
+def test_pooled_table_marks_only_effects_whose_interval_excludes_zero():
+    """`mibench leaderboard pooled`: one row per cell with its replicate count and coverage; `*` only
+    on a defense effect whose paired interval excludes 0."""
+    from mibench.leaderboard.pooled import format_pooled, pooled_rows
+
+    base = [0.9, 0.5, 0.7, 0.3] * 10
+    entries = [_replicated("none", k, 0, base) for k in (0, 1)]
+    entries += [_replicated("nls", k, 0, [v - 0.2 for v in base]) for k in (0, 1)]
+    entries += [_replicated("ls", k, 0, base[1:] + base[:1]) for k in (0, 1)]  # same mean, other identities
+    rows = {r["defense"]: r for r in pooled_rows(entries, protocol=None)}
+    assert rows["none"]["runs"] == 2 and rows["none"]["covers"] == "identities + target training seed"
+    assert rows["nls"]["Δacc@1 vs none"] == "-20.0 [-20.0, -20.0] *"
+    assert rows["ls"]["Δacc@1 vs none"].startswith("+0.0 [") and not rows["ls"]["Δacc@1 vs none"].endswith("*")
+    assert rows["none"]["Δacc@1 vs none"] == ""
+    assert "no standard entries" in format_pooled(entries)  # these are custom-protocol entries
+
+
 def test_page_draws_error_bars_and_marks_distinguishable_effects(tmp_path):
     entries = [_replicated("none", 0, 0, [0.9, 0.5, 0.7, 0.3] * 10),
                _replicated("nls", 0, 0, [0.7, 0.3, 0.5, 0.1] * 10, natural=0.88),
