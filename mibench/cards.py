@@ -295,6 +295,11 @@ def list_cards(kind: str) -> list[Any]:
 REPLICATE = "@"  # `<target card>@k`: the card trained with seed `train.seed + k` (a replicate)
 
 
+def replicate_name(name: str, k: int) -> str:
+    """The name of training-seed replicate k of target card `name` (`name@k`; `name` itself for k = 0)."""
+    return f"{name}{REPLICATE}{k}" if k else name
+
+
 def replicate_index(name: str) -> int:
     """k of a replicate name `<card>@k` (0 for a plain card name)."""
     base, sep, k = name.partition(REPLICATE)

@@ -192,7 +192,7 @@ def zoo_preview(generator: str, out: Path, rows: int, cols: int, psi: float | No
 @click.option("--query-budget", type=int, default=None, help="Label-only attacks: maximum target queries.")
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
               help="Also compute this optional metric kind (repeatable; see `mibench list metrics`).")
-@click.option("--replicate", type=int, default=0, show_default=True,
+@click.option("--replicate", type=click.IntRange(min=0), default=0, show_default=True,
               help="Suite: attack training-seed replicate k of every target (`<card>@k`; 0 is the card itself).")
 @click.option("--no-build", is_flag=True, help="Fail instead of training missing zoo entries.")
 def run_cmd(target: str | None, attack: str | None, prior: str | None, classes: str | None, protocol: str | None,

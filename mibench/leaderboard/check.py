@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from mibench.cards import replicate_name
 from mibench.errors import MIBenchError
 from mibench.leaderboard.entries import collect
 from mibench.run.spec import RunSpec, parse_classes, resolve
@@ -63,7 +64,7 @@ class RegressionSuite:
         """The RunSpecs to execute; a variant of the suite with another attack `seed`, `overrides` per
         attack (e.g. a planted weakening) or training-seed `replicate` k of each target (`<card>@k`)."""
         over = overrides or {}
-        return [RunSpec(target=r.target + (f"@{replicate}" if replicate else ""), attack=r.attack, prior=r.prior,
+        return [RunSpec(target=replicate_name(r.target, replicate), attack=r.attack, prior=r.prior,
                         classes=parse_classes(self.classes), seed=self.seed if seed is None else seed,
                         overrides={**r.overrides, **over.get(r.attack, {})}) for r in self.runs]
 

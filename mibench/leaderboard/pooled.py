@@ -17,12 +17,7 @@ def _pts(v: float) -> str:
 def pooled_rows(entries: list[dict[str, Any]], protocol: str | None = "standard") -> list[dict[str, Any]]:
     """One row per pooled cell (of `protocol`; None: all): acc@1 ± half-width, replicates, what the
     interval covers, natural accuracy (mean over training seeds) and the defense effect."""
-    rows = []
-    for c in cells(entries):
-        if protocol is not None and c.protocol != protocol:
-            continue
-        rows.append(_row(c))
-    return rows
+    return [_row(c) for c in cells(entries) if protocol is None or c.protocol == protocol]
 
 
 def _row(c: Cell) -> dict[str, Any]:
@@ -43,5 +38,5 @@ def format_pooled(entries: list[dict[str, Any]], protocol: str | None = "standar
     """The pooled matrix as an aligned text table."""
     rows = pooled_rows(entries, protocol)
     if not rows:
-        return f"no {protocol or ''} entries".replace("  ", " ")
+        return f"no {protocol} entries" if protocol else "no entries"
     return text_table(rows, list(rows[0]))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mibench.attacks.base import Attack
-from mibench.cards import list_cards
+from mibench.cards import list_cards, replicate_name
 from mibench.errors import MIBenchError
 from mibench.ops.pool import run_jobs
 from mibench.registry import ATTACKS
@@ -68,8 +68,8 @@ def suite_specs(attacks: list[str] | None = None, classes: list[int] | None = No
     specs = []
     for card in list_cards("target"):
         if card.role == "target" and card.dataset.name.startswith(dataset_prefix) and card.train is not None:
+            name = replicate_name(card.name, replicate)
             for a in attacks:
-                name = f"{card.name}@{replicate}" if replicate else card.name
                 specs.append(RunSpec(target=name, attack=a, classes=classes, seed=seed,
                                      extra_metrics=list(extra_metrics or []), protocol=protocol))
     return specs
