@@ -1,17 +1,17 @@
-"""Image quality of the embedded StyleGAN2 prior over its training, in the synthfaces evaluator's features.
+"""Image quality of a StyleGAN2 prior over its training, in the synthfaces evaluator's features.
 
-Trains the prior of a generator card exactly as `mibench zoo build` does (same recipe, seed, thread
-count) and, every `--every` steps, samples `--n` images from the EMA generator and computes:
+Trains the prior of a generator card with the card's recipe and seed (as `mibench zoo build`
+does) and, every `--every` steps, measures the EMA generator with the zoo's own figures
+(`mibench.zoo.prior_quality`: FID_eval against real public images next to the real-vs-real floor,
+class coverage, precision / recall / density / coverage with k = 3), on 2000 untruncated samples.
 
-- FID in the synthfaces evaluator's penultimate features against real public images (the metric the
-  embedded default reports as `fid_eval`), next to the floor: FID of real public images against
-  *other* real public images of the same count;
-- mode coverage: the fraction of the evaluator's classes that are the top-1 prediction of at least
-  one sample (a collapsed prior covers few).
+Long trainings are resumable: with `--checkpoint PATH` the whole training state is written there
+every 500 steps and a re-run continues from it (same bytes as an uninterrupted run), so a recipe
+can be trained for hours in pieces. `--steps` overrides the card's step count (for a curve longer
+than the card's recipe). Each measurement is printed and appended to `--jsonl` as it is made.
+Evaluation time is excluded from the reported training time. Writes the final sample grid to `--grid`.
 
-Evaluation time is excluded from the reported training time. Writes the sample grid to `--grid`.
-
-    python benchmarks/prior_quality.py --card synthfaces32-stylegan2 --every 250 --grid notes/prior.png
+    python benchmarks/prior_quality.py --card synthfaces32-stylegan2 --every 250 --grid prior.png
 """
 
 from __future__ import annotations
@@ -19,86 +19,65 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 
-from mibench import zoo
 from mibench.cards import get_card
-from mibench.data import load_dataset
-from mibench.metrics.fid import fid_from_features
 from mibench.ops.imaging import grid, save_png
-
-
-@torch.no_grad()
-def features(evaluator, images01: torch.Tensor, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features (N, D), logits (N, K)) of images (N, 3, H, W) in [0, 1]."""
-    fs, ls = [], []
-    for i in range(0, len(images01), batch):
-        f, lg = evaluator.forward_with_features(images01[i:i + batch])
-        fs.append(f)
-        ls.append(lg)
-    return torch.cat(fs), torch.cat(ls)
-
-
-@torch.no_grad()
-def sample(G, n: int, psi: float = 1.0, seed: int = 1, batch: int = 500) -> torch.Tensor:
-    """n samples (N, 3, R, R) in [0, 1] with constant noise."""
-    z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
-    out = [G(z[i:i + batch], None, truncation_psi=psi, noise_mode="const") for i in range(0, n, batch)]
-    return ((torch.cat(out) + 1) / 2).clamp(0, 1)
+from mibench.registry import GENERATORS
+from mibench.zoo.prior_quality import prior_quality
+from mibench.zoo.targets import dataset
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--card", default="synthfaces32-stylegan2")
-    ap.add_argument("--evaluator", default="synthfaces32-evaluator")
     ap.add_argument("--every", type=int, default=250)
-    ap.add_argument("--n", type=int, default=2000, help="samples per FID evaluation")
+    ap.add_argument("--steps", type=int, default=None, help="override the card's training steps")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (zoo builds use 1 per worker)")
+    ap.add_argument("--checkpoint", default=None, help="resume file (written every 500 steps)")
     ap.add_argument("--grid", default="prior_samples.png")
-    ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--jsonl", default=None, help="append every measurement here")
+    ap.add_argument("--evaluator", default=None, help="evaluation model card (default: the prior's dataset's)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     card = get_card("generator", args.card)
-    evaluator, _ = zoo.load_target(args.evaluator, "cpu", build=True, progress=False)
-    real, _ = load_dataset(card.dataset.name, card.dataset.split or "public").load_tensors()
-    perm = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))
-    n = min(args.n, len(real) // 2)
-    f_ref, _ = features(evaluator, real[perm[:n]].float() / 255)
-    f_other, l_other = features(evaluator, real[perm[n:2 * n]].float() / 255)
-    floor = fid_from_features(f_other, f_ref)
-    k = l_other.shape[1]
-    print(f"real public vs real public (floor): FID_eval {floor:.2f}, coverage "
-          f"{l_other.argmax(1).unique().numel() / k:.2f}  ({n} images each)")
-
-    curve, eval_s = [], 0.0
+    kind = GENERATORS.get(card.kind)
+    train = dict(card.train)
+    if args.steps is not None:
+        train["steps"] = args.steps
+    images, _ = dataset(card.dataset, card.dataset.split or "public").load_tensors(progress=False)
+    eval_s = 0.0
     t_start = time.monotonic()
 
     def evaluate(step: int, G) -> dict:
         nonlocal eval_s
         t = time.monotonic()
-        f, lg = features(evaluator, sample(G, n))
-        fid, cov = fid_from_features(f, f_ref), lg.argmax(1).unique().numel() / k
+        q = prior_quality(card, G, evaluator=args.evaluator)
         eval_s += time.monotonic() - t
-        train_s = time.monotonic() - t_start - eval_s
-        curve.append({"step": step, "train_s": round(train_s, 1), "fid_eval": round(fid, 2), "coverage": cov})
-        print(f"step {step:5d}  train {train_s:6.0f}s  FID_eval {fid:7.2f}  coverage {cov:.2f}", flush=True)
-        return {"fid_eval": fid}
+        row = {"card": card.name, "step": step, "wall_train_s": round(time.monotonic() - t_start - eval_s, 1),
+               **q.to_dict()}
+        print(f"step {step:6d}  train {row['wall_train_s']:7.0f}s  FID_eval {q.fid_eval:6.2f} "
+              f"(floor {q.fid_floor:.2f})  classes {q.class_coverage:.2f}  P {q.precision:.3f}  "
+              f"R {q.recall:.3f}  D {q.density:.3f}  C {q.coverage:.3f}", flush=True)
+        if args.jsonl:
+            with open(args.jsonl, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+        return {"fid_eval": q.fid_eval}
 
-    path = zoo.build_generator(card, progress=False, callback=evaluate, callback_every=args.every)
-    G, _ = zoo.load_prior(card, "cpu", build=False, progress=False)
-    final = sample(G, n, psi=1.0)
-    f, lg = features(evaluator, final)
-    fid, cov = fid_from_features(f, f_ref), lg.argmax(1).unique().numel() / k
-    psi = card.truncation_psi or 1.0
-    x = sample(G, 64, psi=psi, seed=2)
+    trained = kind.train(images, train, params=card.params, resolution=card.resolution, device="cpu",
+                         progress=False, card_path=card.path, callback=evaluate, callback_every=args.every,
+                         checkpoint=Path(args.checkpoint) if args.checkpoint else None)
+    G = trained.G.eval()
+    print(f"trained {trained.record['steps']} steps ({trained.record['stopped_by']}), "
+          f"{trained.record['seconds']:.0f}s with evaluations")
+    z = torch.randn(64, G.z_dim, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        x = ((kind.sample(G, z, psi=card.truncation_psi or 1.0, cutoff=None) + 1) / 2).clamp(0, 1)
     save_png(grid([x[r * 8:(r + 1) * 8] for r in range(8)]), args.grid, scale=3)
-    print(f"final ({path.name}): FID_eval {fid:.2f} (floor {floor:.2f}), coverage {cov:.2f}; "
-          f"grid (psi {psi}) -> {args.grid}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"floor": floor, "final": {"fid_eval": fid, "coverage": cov}, "curve": curve}, fh, indent=1)
+    print(f"grid (psi {card.truncation_psi}) -> {args.grid}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from mibench import __version__
 from mibench.classifiers.recipe import Augment, TrainRecipe  # noqa: F401  (card field types)
 from mibench.errors import CardError
 from mibench.registry import ARCHITECTURES, DATASETS, DEFENSES, GENERATORS, suggest
-from mibench.typed import from_dict, to_dict
+from mibench.typed import added_field, from_dict, to_dict
 
 CARD_FOLDERS = {"target": "targets", "generator": "generators", "defense": "defenses"}
 
@@ -118,6 +118,13 @@ class TargetCard:
     # Attack preset per attack (or one name for all) instead of the one the dataset kind implies.
     attack_preset: str | dict[str, str] | None = None
     path: str = ""  # set by the loader
+    # The attacker's public images for attacks that train on auxiliary data (LOKT's T-ACGAN, ...):
+    # default the target dataset's `public` split, else the default prior's training data.
+    # Attacker-side only: it is not part of the trained model's identity (`model_card`).
+    public_data: DatasetRef | None = added_field(None)
+    # The prior card attacks on this target use by default (else the one whose `default_for` names
+    # the dataset kind); attacker-side like `public_data`.
+    prior: str | None = added_field(None)
     # The defense card and effective parameters, resolved once (at load, or on first use).
     resolved: ResolvedDefense | None = field(default=None, init=False, repr=False, compare=False,
                                              metadata={"derived": True})
@@ -176,8 +183,13 @@ class DefenseCard:
     description: str = ""
     reference: str = ""
     path: str = ""
+    # The natural-accuracy drop (a fraction, 0.05 = 5 points) the defense is meant to cost against
+    # the undefended target of the same recipe; `mibench zoo build` warns past it.
+    utility_cost: float | None = added_field(None)
 
     def validate(self) -> None:
+        if self.utility_cost is not None and not 0 <= self.utility_cost <= 1:
+            raise ValueError("utility_cost: must be a fraction in [0, 1] (0.05 = 5 points)")
         if self.kind not in DEFENSES:
             raise ValueError(f"kind: unknown defense kind '{self.kind}'{suggest(self.kind, DEFENSES.names())}")
 
@@ -367,6 +379,14 @@ def card_hash(card: Any, *extra: Any) -> str:
     for e in extra:
         h.update(_canonical(e).encode())
     return h.hexdigest()[:16]
+
+
+def model_card(card: TargetCard) -> TargetCard:
+    """The card without its attacker-side fields: what keys the trained model (a changed
+    `public_data` or `prior` must not retrain the target)."""
+    if card.public_data is None and card.prior is None:
+        return card
+    return dataclasses.replace(card, public_data=None, prior=None)
 
 
 def replace(card: Any, **changes: Any) -> Any:

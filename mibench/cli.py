@@ -106,7 +106,8 @@ def zoo_build(names: tuple[str, ...], device: str, jobs: int | None, force: bool
 
     t0 = time.time()
     rows = zoo_mod.build_zoo(list(names) or None, device=str(resolve_device(device)), jobs=jobs, force=force)
-    click.echo(_table(rows, ["name", "role", "defense", "status", "natural_acc", "train_s", "prior_quality"]))
+    click.echo(_table(rows, ["name", "role", "defense", "status", "natural_acc", "defense_cost", "train_s",
+                             "prior_quality"]))
     click.echo(f"zoo ready in {time.time() - t0:.0f}s")
 
 
@@ -123,6 +124,31 @@ def zoo_verify(names: tuple[str, ...], device: str, jobs: int | None) -> None:
     rows = verify(list(names) or None, device=str(resolve_device(device)), jobs=jobs)
     click.echo(_table(rows, ["name", "shipped_acc", "retrained_acc", "delta_pts", "prediction_agreement",
                              "identical_weights", "train_s"]))
+
+
+@zoo.command("calibrate")
+@click.argument("target")
+@click.option("--param", required=True, help="The defense parameter to search, e.g. alpha (NLS), beta (MID).")
+@click.option("--values", required=True, help="Comma-separated values, weakest first, e.g. -0.02,-0.05,-0.1.")
+@click.option("--budget", type=float, default=None,
+              help="Largest natural-accuracy drop allowed (fraction; default: the defense card's utility_cost).")
+@click.option("--device", default="auto", show_default=True)
+def zoo_calibrate(target: str, param: str, values: str, budget: float | None, device: str) -> None:
+    """Train TARGET's defense at each strength and report the natural-accuracy drop against the
+    undefended target of the same recipe; marks the strongest value within the utility budget."""
+    from mibench.run.execute import resolve_device
+    from mibench.zoo.utility import calibrate
+
+    try:
+        vals = [float(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        raise MIBenchError(f"cannot parse --values '{values}'", field="--values",
+                           fix="give numbers separated by commas, e.g. -0.02,-0.05") from None
+    rows = calibrate(target, param, vals, budget, device=str(resolve_device(device)))
+    for r in rows:
+        r["natural_acc"] = f"{100 * r['natural_acc']:.1f}%"
+        r["chosen"] = "<- strongest within budget" if r["chosen"] else ""
+    click.echo(_table(rows, ["param", "value", "natural_acc", "drop_pts", "within_budget", "chosen"]))
 
 
 @zoo.command("ship")
@@ -170,6 +196,28 @@ def zoo_preview(generator: str, out: Path, rows: int, cols: int, psi: float | No
                        cutoff=card.truncation_cutoff if cutoff is None else cutoff, seed=seed,
                        device=resolve_device(device))
     click.echo(f"wrote {path}")
+
+
+@cli.command("init")
+@click.argument("private", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--public", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of public (attacker-side) images: the prior trains on them, LOKT too.")
+@click.option("--name", required=True, help="Card name prefix, e.g. mydata (cards: mydata-resnet, ...).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="Where targets/ and generators/ are written (a card folder: the current directory, or $MIBENCH_CARDS).")
+@click.option("--force", is_flag=True, help="Overwrite existing card files.")
+def init_cmd(private: Path, public: Path, name: str, out: Path, force: bool) -> None:
+    """Write starter cards for your own labelled image folder PRIVATE (PRIVATE/<class>/*.png|jpg):
+    a target, an evaluation model and a prior, sized from the data (resolution, classes, images)."""
+    from mibench.starter import summarize, write_starter_cards
+
+    s = summarize(private, public)
+    click.echo(f"{private}: {len(s.classes)} classes, {s.images} images, median {s.size} px; "
+               f"{public}: {s.public_images} public images")
+    for p in write_starter_cards(name, private, public, out, force=force):
+        click.echo(f"wrote {p}")
+    click.echo(f"next: mibench zoo build {name}-resnet {name}-evaluator {name}-stylegan2 && "
+               f"mibench run --target {name}-resnet --attack ppa")
 
 
 @cli.command("run")

@@ -56,6 +56,23 @@ def test_same_seed_gives_identical_g_ema_and_other_seed_differs():
     assert [r["loss_g"] for r in a.log] == [r["loss_g"] for r in b.log]
 
 
+def test_interrupted_training_resumes_from_its_checkpoint_to_the_same_bytes(tmp_path):
+    ckpt = tmp_path / "resume.pt"
+    whole = run(steps=6, seed=3)
+    part = train_stylegan2(tiny_images(), tiny_recipe(steps=4), seed=3, progress=False, generator_params=TINY_G,
+                           checkpoint=ckpt, checkpoint_every=2)
+    assert part.steps == 4 and ckpt.is_file()  # written at step 2 (not at the final step)
+    assert torch.load(ckpt, weights_only=True)["step"] == 2
+    resumed = train_stylegan2(tiny_images(), tiny_recipe(steps=6), seed=3, progress=False,
+                              generator_params=TINY_G, checkpoint=ckpt, checkpoint_every=2)
+    sw, sr = whole.G_ema.state_dict(), resumed.G_ema.state_dict()
+    assert all(torch.equal(sw[k], sr[k]) for k in sw)
+    assert [r["loss_g"] for r in resumed.log] == [r["loss_g"] for r in whole.log]
+    with pytest.raises(DataError, match="another seed"):
+        train_stylegan2(tiny_images(), tiny_recipe(steps=6), seed=4, progress=False, generator_params=TINY_G,
+                        checkpoint=ckpt)
+
+
 def test_time_budget_and_callback():
     assert run(max_minutes=0.0).stopped_by == "time"
     calls = []

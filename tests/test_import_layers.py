@@ -14,7 +14,7 @@ LAYERS = [
     ("data", ["mibench.data"]),
     ("models", ["mibench.classifiers", "mibench.defenses", "mibench.generators", "mibench.metrics"]),
     ("attacks", ["mibench.attacks"]),
-    ("orchestration", ["mibench.cards", "mibench.zoo", "mibench.run"]),
+    ("orchestration", ["mibench.cards", "mibench.starter", "mibench.zoo", "mibench.run"]),
     ("interface", ["mibench.listing", "mibench.leaderboard", "mibench.api", "mibench.cli", "mibench.__main__"]),
 ]
 

@@ -142,7 +142,8 @@ class Attack(ABC):
 
     A subclass declares everything the runner, the suite and the scheduler need — nothing else in
     mibench lists attack names: its access level, whether it needs a prior, its presets (keyed by
-    the dataset kind's `attack_preset`, or named by a target card's `attack_preset`), the config
+    the dataset kind's `attack_preset`, or named by a target card's `attack_preset`), whether it
+    trains on public data (resolved and checked before a run starts), the config
     fields it takes from the prior card, its relative cost and whether the default suite runs it."""
 
     name: ClassVar[str] = ""
@@ -151,6 +152,11 @@ class Attack(ABC):
     config_cls: ClassVar[type] = object
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     needs_prior: ClassVar[bool] = True  # False: the attack trains or brings its own generator
+    needs_public_data: ClassVar[bool] = False  # True: it trains on the attacker's public images
+    # For dataset kinds no paper preset was made for (`imagefolder`): (largest image size in px,
+    # preset) pairs, smallest first. The size is the prior's resolution, or the target's input
+    # size for attacks without a prior.
+    fitted_presets: ClassVar[tuple[tuple[int, str], ...]] = ()
     prior_fields: ClassVar[tuple[str, ...]] = ()  # config fields whose default comes from the prior card
     cost: ClassVar[float] = 1.0  # relative run time; ≥ COSTLY starts first in a suite (it may train a shared stage)
     in_default_suite: ClassVar[bool] = True

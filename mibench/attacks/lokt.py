@@ -220,6 +220,10 @@ LOKT_PRESETS: dict[str, dict[str, Any]] = {
         "num_final": 2, "steps": 2, "batch_size": 4, "final_views": 2, "selection_batch_size": 5},
 }
 
+# Any small-image data without a paper preset (e.g. a 32-64 px `imagefolder`): the embedded setting,
+# under a name that does not claim to be synthfaces.
+LOKT_PRESETS["small"] = dict(LOKT_PRESETS["synthfaces"])
+
 
 class SurrogateEnsemble(nn.Module):
     """Images (N, 3, H, W) in [0, 1] → logits (N, K) averaged over the surrogate classifiers."""
@@ -241,8 +245,11 @@ class LOKTAttack(GenerativeAttack):
                    "inversion of the surrogates")
     access_level = "label-only"
     needs_prior = False
+    needs_public_data = True
     config_cls = LOKTConfig
     presets = LOKT_PRESETS
+    # Data without a paper preset: the small-image setting up to 128 px, else the FaceScrub paper one.
+    fitted_presets = ((128, "small"), (1 << 30, "facescrub"))
     cost = 10.0  # its T-ACGAN warm-up is shared by every LOKT run: the first one trains it
 
     def __init__(self, config: LOKTConfig):
@@ -335,7 +342,8 @@ class LOKTAttack(GenerativeAttack):
         make = ctx.public_data
         if make is None:
             raise AttackError("LOKT needs public data to train its T-ACGAN, but the run provides none",
-                              fix="pass AttackContext.public_data (the runner does this from the target's dataset)")
+                              fix="pass AttackContext.public_data (the runner does this from the target card's "
+                                  "`public_data`, its dataset's public split or the default prior's data)")
         ds = make() if callable(make) else make
         x, _ = ds.load_tensors()
         r = self.config.gan_resolution

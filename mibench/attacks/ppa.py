@@ -87,6 +87,9 @@ PPA_PRESETS: dict[str, dict[str, Any]] = {
                    "lr": 0.01, "batch_size": 160, "center_crop": None, "final_views": 20,
                    "selection_batch_size": 250},
 }
+# Any small-image data without a paper preset (e.g. a 32-64 px `imagefolder` with its own prior):
+# the embedded setting, under a name that does not claim to be synthfaces.
+PPA_PRESETS["small"] = dict(PPA_PRESETS["synthfaces"])
 # Seconds-long settings for the contract tests and smoke runs (never a benchmark setting).
 PPA_PRESETS["smoke"] = {**PPA_PRESETS["synthfaces"], "search_space_size": 24, "num_candidates": 4, "num_final": 2,
                         "steps": 2, "final_views": 2, "batch_size": 8, "selection_batch_size": 16}
@@ -100,6 +103,8 @@ class PPAttack(GenerativeAttack):
     access_level = "white-box"
     config_cls = PPAConfig
     presets = PPA_PRESETS
+    # Data without a paper preset: the small-image setting up to 128 px, else the FaceScrub paper one.
+    fitted_presets = ((128, "small"), (1 << 30, "facescrub"))
     prior_fields = ("truncation_psi", "truncation_cutoff")
     cost = 1.0
 

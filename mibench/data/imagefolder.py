@@ -7,6 +7,8 @@ per-class train/test split. CelebA, FaceScrub, Stanford Dogs and the unlabelled 
 
 from __future__ import annotations
 
+import logging
+
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -24,6 +26,8 @@ LABELLED_SPLITS = ["private-train", "private-test"]
 
 
 # ---------------------------------------------------------------------------------------------- checks
+
+log = logging.getLogger(__name__)
 
 
 def require_root(root: str | Path | None, kind: str, expected: str) -> Path:
@@ -178,8 +182,31 @@ def make_dataset(pairs: Sequence[tuple[Path | str, int]], class_names: Sequence[
                         fix="check `dataset.root`, the folder layout and `test_fraction`")
     files = [p for p, _ in pairs]
     labels = [c for _, c in pairs]
+    _warn_if_upscaled(Path(files[0]), resolution, kind)
     return FileImageDataset(files, labels, class_names, resolution=resolution, center_crop=center_crop,
                             name=kind, split=split)
+
+
+_WARNED: set[tuple[str, int]] = set()
+
+
+def _warn_if_upscaled(sample: Path, resolution: int, kind: str) -> None:
+    """Warn (once per folder) when the images are far smaller than the resolution they are loaded at
+    (e.g. 32 px files at the 224 px default): every model would then train on blurred upsamples."""
+    from PIL import Image
+
+    key = (str(sample.parent.parent), resolution)
+    if key in _WARNED:
+        return
+    try:
+        with Image.open(sample) as im:
+            size = min(im.size)
+    except OSError:
+        return  # reported when the file is loaded
+    if 2 * size <= resolution:
+        _WARNED.add(key)
+        log.warning("dataset '%s': images are %d px (e.g. %s) but are loaded at %d px; set "
+                    "`dataset.params.resolution: %d` in the card", kind, size, sample, resolution, size)
 
 
 # ---------------------------------------------------------------------------------------------- imagefolder
@@ -191,7 +218,7 @@ _IMAGEFOLDER_LAYOUT = ("root/<class>/**/*.jpg|png (seeded split), or root/train/
 @DATASETS.register(
     "imagefolder", splits=LABELLED_SPLITS,
     description="Generic labelled image folder: one sub-folder per class (classes sorted by folder name)",
-    layout=_IMAGEFOLDER_LAYOUT, attack_preset="facescrub")  # the paper setting it resembles most
+    layout=_IMAGEFOLDER_LAYOUT)  # no paper preset: each attack's preset is fitted to the image size
 def imagefolder(split: str, root: str | Path | None = None, *, resolution: int = 224,
                 center_crop: float | int | None = None, test_fraction: float = 0.1, seed: int = 0,
                 **unknown: Any) -> FileImageDataset:

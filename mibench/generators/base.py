@@ -73,8 +73,9 @@ class PriorKind:
     def train(self, images: Tensor, train: dict[str, Any], *, params: dict[str, Any], resolution: int,
               seed: int, device: str | torch.device, progress: bool, card_path: str | None = None,
               callback: Callable[[int, nn.Module], dict[str, Any] | None] | None = None,
-              callback_every: int | None = None) -> TrainedPrior:
-        """Train on uint8 images (N, 3, R, R) with the card's `train` recipe."""
+              callback_every: int | None = None, checkpoint: Path | None = None) -> TrainedPrior:
+        """Train on uint8 images (N, 3, R, R) with the card's `train` recipe (resuming from
+        `checkpoint` where the kind supports it)."""
         raise MIBenchError(f"generator kind '{self.name}' is trained by its attack, not by the zoo",
                            path=card_path, field="kind")
 

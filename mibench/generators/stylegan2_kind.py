@@ -43,13 +43,15 @@ class StyleGAN2Kind(PriorKind):
     def train(self, images: Tensor, train: dict[str, Any], *, params: dict[str, Any], resolution: int,
               seed: int | None = None, device: str | torch.device = "cpu", progress: bool = True,
               card_path: str | None = None, callback: Callable[[int, nn.Module], Any] | None = None,
-              callback_every: int | None = None) -> TrainedPrior:
-        """Train on uint8 images (N, 3, R, R); the recipe's own `seed` is used when `seed` is None."""
+              callback_every: int | None = None, checkpoint: Path | None = None) -> TrainedPrior:
+        """Train on uint8 images (N, 3, R, R); the recipe's own `seed` is used when `seed` is None;
+        an interrupted training resumes from `checkpoint`."""
         recipe, card_seed = self.recipe(train, card_path)
         if callback_every is not None:
             recipe.callback_every = callback_every
         result = train_stylegan2(images, recipe, seed=card_seed if seed is None else seed, device=device,
-                                 progress=progress, generator_params=params, callback=callback)
+                                 progress=progress, generator_params=params, callback=callback,
+                                 checkpoint=checkpoint)
         return TrainedPrior(result.G_ema, {"steps": result.steps, "seconds": round(result.seconds, 1),
                                            "stopped_by": result.stopped_by, "log": result.log})
 

@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -156,15 +157,27 @@ def _generate(G: Generator, z: Tensor, z2: Tensor, mixing_prob: float, gen: torc
     return G.synthesize(ws, noise_mode="random", noise_generator=gen)
 
 
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write a resume point atomically (a kill mid-write leaves the previous one intact)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
 def train_stylegan2(images_uint8: Tensor, recipe: StyleGAN2TrainRecipe, seed: int = 0,
                     device: str | torch.device = "cpu", progress: bool = True,
                     generator_params: dict[str, Any] | None = None,
-                    callback: Callable[[int, Generator], dict[str, Any] | None] | None = None) -> TrainResult:
+                    callback: Callable[[int, Generator], dict[str, Any] | None] | None = None,
+                    checkpoint: str | Path | None = None, checkpoint_every: int = 500) -> TrainResult:
     """Train an unconditional StyleGAN2 on images (N, 3, R, R) uint8; returns the EMA generator.
 
     `generator_params` are the card's constructor args (default: `small_prior_params(R)`). `callback`
     runs every `recipe.callback_every` steps with the current G_ema (eval mode); a dict it returns is
-    added to that step's log record.
+    added to that step's log record. With `checkpoint`, the whole training state (networks, Adam
+    moments, the RNG, the data order) is written there every `checkpoint_every` steps and training
+    resumes from it when it exists: a resumed run ends with the same bytes as an uninterrupted one.
+    The caller deletes the file once the result is stored.
     """
     recipe.validate()
     if images_uint8.dtype != torch.uint8 or images_uint8.ndim != 4 or images_uint8.shape[2] != images_uint8.shape[3]:
@@ -223,10 +236,34 @@ def train_stylegan2(images_uint8: Tensor, recipe: StyleGAN2TrainRecipe, seed: in
         sums[name] = sums.get(name, 0.0) + float(value)
         counts[name] = counts.get(name, 0) + 1
 
-    start = time.monotonic()
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    step, seconds_before = 0, 0.0
+    if ckpt is not None and ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        if state["images"] != n_images or state["seed"] != seed:
+            raise DataError(f"checkpoint {ckpt} was written for other data or another seed",
+                            fix="delete it to train from scratch")
+        G.load_state_dict(state["G"])
+        D.load_state_dict(state["D"])
+        G_ema.load_state_dict(state["G_ema"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        gen.set_state(state["rng"])
+        order, cursor, step = state["order"], state["cursor"], state["step"]
+        seconds_before, log = state["seconds"], state["log"]
+        sums.update(state["sums"])
+        counts.update(state["counts"])
+
+    def write_checkpoint() -> None:
+        _save_checkpoint(ckpt, {
+            "images": n_images, "seed": seed, "step": step, "cursor": cursor, "order": order,
+            "rng": gen.get_state(), "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
+            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "log": log, "sums": dict(sums),
+            "counts": dict(counts), "seconds": time.monotonic() - start})
+
+    start = time.monotonic() - seconds_before  # training seconds count across resumes
     stopped_by = "steps"
-    step = 0
-    bar = tqdm(total=recipe.steps, disable=not progress, desc="stylegan2", unit="step")
+    bar = tqdm(total=recipe.steps, initial=step, disable=not progress, desc="stylegan2", unit="step")
     try:
         while step < recipe.steps:
             if recipe.max_minutes is not None and time.monotonic() - start > recipe.max_minutes * 60:
@@ -292,6 +329,8 @@ def train_stylegan2(images_uint8: Tensor, recipe: StyleGAN2TrainRecipe, seed: in
                     record.update(extra)
             if record is not None:
                 log.append(record)
+            if ckpt is not None and step % checkpoint_every == 0 and step < recipe.steps:
+                write_checkpoint()
             bar.update(1)
     finally:
         bar.close()

@@ -135,6 +135,7 @@ def render_site(entries: list[tuple[dict[str, Any], Path]], site_dir: Path) -> P
             "id": entry["entry_id"], "dataset": entry["dataset"], "target": t["name"],
             "defense": t["defense"]["card"], "attack": entry["attack"]["name"],
             "prior": (entry.get("prior") or {}).get("name", "—"), "protocol": entry_protocol(entry),
+            "preset": entry["attack"].get("preset") or "",
             "cells": [
                 *(metric_cell(c, m, entry.get("intervals")) for c in page_cols),
                 ("nat", t.get("natural_accuracy"), _fmt(t.get("natural_accuracy"), pct=True)),

@@ -81,10 +81,17 @@ class AttackAccuracy(Metric):
     aggregate = "all"
     order = 10
 
-    def score_class(self, ctx, batch: ClassBatch) -> dict[str, float]:
-        """acc@1 and acc@5 of one class."""
+    def not_applicable(self, num_classes: int) -> dict[str, str]:
+        """acc@5 with 5 classes or fewer: every reconstruction is then in the top 5."""
+        if num_classes <= 5:
+            return {"acc@5": f"not applicable: with {num_classes} classes every reconstruction is in the top 5"}
+        return {}
+
+    def score_class(self, ctx, batch: ClassBatch) -> dict[str, float | None]:
+        """acc@1 and acc@5 of one class (acc@5 None where it is not applicable)."""
         correct = topk_correct(batch.logits, batch.labels, ks=(1, 5))
-        return {"acc@1": float(correct[1].double().mean()), "acc@5": float(correct[5].double().mean())}
+        top5 = None if self.not_applicable(batch.logits.shape[1]) else float(correct[5].double().mean())
+        return {"acc@1": float(correct[1].double().mean()), "acc@5": top5}
 
 
 METRICS.register("attack_accuracy", description=AttackAccuracy.description)(AttackAccuracy())

@@ -255,6 +255,11 @@ class Metric:
     def setup(self, ctx: Any) -> None:
         """Load what the metric needs (raise MetricUnavailable when it cannot be computed here)."""
 
+    def not_applicable(self, num_classes: int) -> dict[str, str]:
+        """Columns that mean nothing for a target with `num_classes` classes, with the reason (the
+        entry records them as null with that reason instead of a value that cannot vary)."""
+        return {}
+
     def score_class(self, ctx: Any, batch: ClassBatch) -> dict[str, float]:
         """Per-class values (scope 'class')."""
         return {}

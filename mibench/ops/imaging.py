@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from mibench.ops.fileio import atomic_path
 
@@ -32,12 +32,29 @@ def grid(rows: list[torch.Tensor], pad: int = 2, pad_value: int = 255) -> torch.
     return out
 
 
-def save_png(image: torch.Tensor, path: str | Path, scale: int = 1) -> Path:
-    """Write a (3, H, W) uint8/float image to `path` atomically, optionally upscaled (nearest)."""
+def _label_rows(pil: Image.Image, labels: list[str], pitch: int, offset: int) -> Image.Image:
+    """`pil` with a white strip on the left naming each grid row (row i starts at offset + i·pitch)."""
+    font = ImageFont.load_default()
+    draw = ImageDraw.Draw(pil)
+    width = max(int(draw.textlength(t, font=font)) for t in labels) + 8
+    out = Image.new("RGB", (pil.width + width, pil.height), (255, 255, 255))
+    out.paste(pil, (width, 0))
+    draw = ImageDraw.Draw(out)
+    for i, text in enumerate(labels):
+        draw.text((4, offset + i * pitch + max(0, pitch // 2 - 6)), text, fill=(0, 0, 0), font=font)
+    return out
+
+
+def save_png(image: torch.Tensor, path: str | Path, scale: int = 1, row_labels: list[str] | None = None,
+             row_pitch: int | None = None, pad: int = 2) -> Path:
+    """Write a (3, H, W) uint8/float image to `path` atomically, optionally upscaled (nearest); with
+    `row_labels` (and the grid's `row_pitch` = image height + pad), each grid row is named on the left."""
     img = to_uint8(image.unsqueeze(0))[0]
     pil = Image.fromarray(img.permute(1, 2, 0).contiguous().numpy())
     if scale > 1:
         pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
+    if row_labels:
+        pil = _label_rows(pil, row_labels, (row_pitch or 0) * scale, pad * scale)
     path = Path(path)
     with atomic_path(path) as tmp:
         pil.save(tmp, format="PNG")

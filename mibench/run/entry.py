@@ -108,7 +108,7 @@ def column_values(per_class: list[dict[str, Any]], kind, name: str) -> list[floa
     """One per-class column's values as `kind` aggregates them: every attacked class, a failed one
     as 0 (`aggregate='all'`), or the scored classes that have the value."""
     if kind.aggregate == "all":
-        return [0.0 if m.get("failed") else m[name] for m in per_class]
+        return [0.0 if m.get("failed") else m.get(name) for m in per_class]
     return [m[name] for m in per_class if not m.get("failed") and name in m]
 
 
@@ -121,7 +121,7 @@ def aggregate(per_class: list[dict[str, Any]], kinds) -> dict[str, Any]:
             continue
         for col in kind.columns:
             vals = column_values(per_class, kind, col.name)
-            out[col.name] = sum(vals) / len(vals) if vals else None
+            out[col.name] = sum(vals) / len(vals) if vals and None not in vals else None
     return out
 
 
@@ -154,8 +154,11 @@ def finalize(folder: RunFolder, run: ResolvedRun, config: dict[str, Any], scorer
     session counts up to its last finished class)."""
     kinds = metric_kinds(run.spec.extra_metrics)
     per_class, images, labels, failed = [], [], [], []
+    names = target_info.get("class_names") or []
     for c in run.classes:
         tensors, metrics = folder.load_class(c)
+        if c < len(names):  # the class's name (a folder name for `imagefolder` data)
+            metrics = {**metrics, "name": names[c]}
         per_class.append(metrics)
         if metrics.get("failed"):
             failed.append({"class": c, "reason": metrics["failed"]})
@@ -177,6 +180,11 @@ def finalize(folder: RunFolder, run: ResolvedRun, config: dict[str, Any], scorer
             for col in kind.columns:
                 metrics.setdefault(col.name, None)
     unavailable = {k: v for k, v in run_metrics["unavailable"].items() if metrics.get(k) is None}
+    for kind in kinds:  # e.g. acc@5 on 5 classes: null, with the reason, never a constant 100 %
+        for name, why in kind.not_applicable(run.target.num_classes).items():
+            metrics[name] = None
+            intervals.pop(name, None)
+            unavailable[name] = why
     for kind in kinds:
         if kind.scope == "class":
             for col in kind.columns:
@@ -242,7 +250,8 @@ def finalize(folder: RunFolder, run: ResolvedRun, config: dict[str, Any], scorer
 
 def write_grid(folder: RunFolder, scorer, per_class: list[dict[str, Any]], rows: int = 10,
                real: int = 4, fake: int = 8) -> None:
-    """grid.png: per class, `real` private images | a blank | up to `fake` reconstructions."""
+    """grid.png: per class, `real` private images | a blank | up to `fake` reconstructions; each row
+    named by its class id and name when the per-class rows carry names."""
     out = []
     size = None
     for m in per_class[:rows]:
@@ -258,4 +267,6 @@ def write_grid(folder: RunFolder, scorer, per_class: list[dict[str, Any]], rows:
         out.append(torch.cat([r, blank, rec]) if rec.numel() else torch.cat([r, blank]))
     if out:
         scale = max(1, 64 // max(size, 1))
-        save_png(grid(out), folder.path / "grid.png", scale=scale)
+        labels = [f"{m['class']} {m['name']}" for m in per_class[:rows]] if all(
+            "name" in m for m in per_class[:rows]) else None
+        save_png(grid(out), folder.path / "grid.png", scale=scale, row_labels=labels, row_pitch=size + 2)

@@ -16,6 +16,7 @@ import torch
 from mibench import __version__
 from mibench.attacks.access import ACCESS_LEVELS
 from mibench.attacks.base import AttackContext, ClassResult
+from mibench.cards import card_hash
 from mibench.errors import MIBenchError, QueryBudgetExceeded
 from mibench.ops.cache import code_version
 from mibench.ops.imaging import to_uint8
@@ -96,8 +97,8 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
         return done_entry if is_main else {}
     mine = todo if dist is None else dist.shard(todo)
     done_before = len(run.classes) - len(todo)
-    log.info("run %s: %d classes (%d already done), attack %s/%s on %s", folder.name, len(run.classes),
-             done_before, run.attack.name, run.preset, dev)
+    log.info("run %s: %d classes (%d already done), attack %s with preset '%s' (%s) on %s", folder.name,
+             len(run.classes), done_before, run.attack.name, run.preset, run.preset_source, dev)
 
     target, target_info = zoo.load_target(run.target, dev, build=build, progress=progress)
     evaluator, evaluator_info = zoo.load_target(run.evaluator, dev, build=build, progress=progress)
@@ -106,6 +107,7 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
     if dev.type == "cuda":  # NHWC convolutions are faster on recent GPUs; results stay within tolerance
         target = target.to(memory_format=torch.channels_last)
         evaluator = evaluator.to(memory_format=torch.channels_last)
+    new_folder = resume is None and not folder.path.exists()
     if is_main:  # only once everything loaded: a run that cannot start leaves no folder behind
         folder.write_config(config)
     access_cls = ACCESS_LEVELS[run.attack.access_level]
@@ -116,16 +118,21 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
     ref = run.target.dataset
 
     def public_data():  # the attacker's public data, loaded only by attacks that train on it
-        return load_dataset(ref.name, "public", ref.resolved_root(), **ref.params)
+        pub = run.public_data
+        return load_dataset(pub.name, pub.split or "public", pub.resolved_root(), **pub.params)
 
     def private_test():
         return load_dataset(ref.name, "private-test", ref.resolved_root(), **ref.params)
 
     ctx = AttackContext(access=access, prior=prior, device=dev, seed=spec.seed, output_size=out_size,
                         progress=progress, store_dir=folder.attack_dir(run.attack.name), public_data=public_data,
-                        target_id=config["target"]["card_hash"])
+                        # Stages trained on other public data are other stages.
+                        target_id=(config["target"]["card_hash"] if run.public_id() is None
+                                   else card_hash(config["target"]["card_hash"], run.public_id())))
     real = metric_images_ref(run.target, run.evaluator)
     private = load_dataset(real.name, "private-train", real.resolved_root(), **real.params)
+    if not target_info.get("class_names"):  # user weights: the names come from the data
+        target_info = {**target_info, "class_names": list(private.class_names)}
     scorer = ReconstructionScorer.create(evaluator, private, dev, extra=spec.extra_metrics,
                                          private_test=private_test)
 
@@ -140,6 +147,12 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
             folder.write_stopped({
                 "reason": str(exc), "queries": access.queries, "queries_by_phase": dict(access.queries_by_phase),
                 "classes_done": [c for c in run.classes if folder.class_done(c)]})
+        raise
+    except BaseException:
+        # Failed before any class or trained stage was kept (e.g. bad public data): no folder that
+        # `--resume` would have to make sense of.
+        if is_main and new_folder and folder.remove_if_unstarted():
+            log.info("removed %s: the run failed before its first class", folder.path)
         raise
     if dist is not None:
         # Every rank's results reach rank 0, which writes what other ranks did when their files are not on a shared disk.

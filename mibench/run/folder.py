@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,19 @@ class RunFolder:
     def write_config(self, config: dict[str, Any]) -> None:
         """Write config.json (once everything the run needs has loaded)."""
         atomic_write_json(self.config_file, config)
+
+    def holds_only_config(self) -> bool:
+        """True when nothing but config.json (and empty folders) is here: no class, no trained stage."""
+        files = [f for f in self.path.rglob("*") if f.is_file() and not f.name.endswith(".lock")]
+        return all(f == self.config_file for f in files)
+
+    def remove_if_unstarted(self) -> bool:
+        """Delete the folder when it holds nothing but its config (a run that failed before its first
+        class or stage leaves nothing to resume); True when removed."""
+        if not self.path.is_dir() or not self.holds_only_config():
+            return False
+        shutil.rmtree(self.path)
+        return True
 
     def check_config(self, config: dict[str, Any]) -> None:
         """Refuse to resume a folder made with another configuration."""
@@ -145,8 +159,10 @@ class RunFolder:
         return sessions
 
     def write_per_class_csv(self, per_class: list[dict[str, Any]], metric_columns: list[str]) -> None:
-        """per_class.csv: class, n, the per-class metrics, score, queries, seconds, failed."""
-        cols = ["class", "n", *metric_columns, "score", "queries", "seconds", "failed"]
+        """per_class.csv: class, its name (when known), n, the per-class metrics, score, queries,
+        seconds, failed."""
+        cols = ["class", *(["name"] if any("name" in m for m in per_class) else []), "n", *metric_columns,
+                "score", "queries", "seconds", "failed"]
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
         w.writeheader()

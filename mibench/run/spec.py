@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mibench.attacks.base import Attack
-from mibench.cards import GeneratorCard, TargetCard, card_hash, get_card, list_cards, resolve_defense
+from mibench.cards import DatasetRef, GeneratorCard, TargetCard, card_hash, get_card, list_cards, resolve_defense
 from mibench.errors import MIBenchError
 from mibench.registry import ATTACKS, DATASETS, METRICS
 from mibench.typed import to_dict
@@ -56,24 +56,58 @@ def parse_classes(text: str | None) -> list[int] | None:
     return sorted(set(out))
 
 
-def preset_for(attack_cls: type[Attack], target: TargetCard) -> str:
-    """The attack preset a run uses by default: the target card's `attack_preset` (one name, or one
-    per attack), else the one its dataset kind declares (paper settings for real datasets)."""
+def preset_for(attack_cls: type[Attack], target: TargetCard, prior: GeneratorCard | None = None) -> tuple[str, str]:
+    """The attack preset a run uses by default and why: the target card's `attack_preset` (one name,
+    or one per attack), else the paper preset its dataset kind declares, else — for generic kinds
+    such as `imagefolder` — the attack's preset fitted to the image size (the prior's resolution, or
+    the target's input size), so a 32 px folder never gets a 224 px paper preset."""
     chosen = target.attack_preset
     if isinstance(chosen, dict):
         chosen = chosen.get(attack_cls.name)
     if chosen:
-        return chosen
-    return DATASETS.meta(target.dataset.name).get("attack_preset", "facescrub")
+        return chosen, f"target card {target.name}"
+    declared = DATASETS.meta(target.dataset.name).get("attack_preset")
+    if declared:
+        return declared, f"dataset {target.dataset.name}"
+    size = prior.resolution if prior is not None else target.input_size
+    for limit, name in attack_cls.fitted_presets:
+        if size <= limit:
+            return name, f"fitted to {size} px {'prior' if prior is not None else 'input'}"
+    raise MIBenchError(f"attack '{attack_cls.name}' has no preset for {size} px data of dataset kind "
+                       f"'{target.dataset.name}'", path=target.path, field="attack_preset",
+                       fix=f"set `attack_preset:` to one of: {', '.join(attack_cls.presets)}")
 
 
 def default_prior(target: TargetCard) -> str:
-    """The prior card whose `default_for` names the target's dataset."""
+    """The target card's `prior`, else the prior card whose `default_for` names the target's dataset."""
+    if target.prior:
+        return target.prior
     for card in list_cards("generator"):
         if target.dataset.name in card.default_for:
             return card.name
     raise MIBenchError(f"no default prior for dataset '{target.dataset.name}'",
                        fix="pass --prior NAME (see `mibench list generators`)")
+
+
+def public_data_for(target: TargetCard, prior: GeneratorCard | None = None) -> tuple[DatasetRef | None, str]:
+    """The attacker's public data for attacks on `target` and where it came from: the card's
+    `public_data`, else the target dataset's own `public` split, else the training data of the run's
+    (or the dataset's default) prior — public by construction. (None, reason) when there is none."""
+    if target.public_data is not None:
+        ref = target.public_data
+        return dataclasses.replace(ref, split=ref.split or "public"), "card"
+    ref = target.dataset
+    if "public" in (DATASETS.meta(ref.name).get("splits") or ()):
+        return DatasetRef(ref.name, "public", ref.root, dict(ref.params)), "target-dataset"
+    if prior is None:
+        try:
+            prior = get_card("generator", default_prior(target))
+        except MIBenchError:
+            prior = None
+    if prior is not None and prior.dataset is not None:
+        p = prior.dataset
+        return DatasetRef(p.name, p.split or "public", p.root, dict(p.params)), f"prior {prior.name}"
+    return None, f"dataset '{ref.name}' has no public split and no prior card names this dataset in `default_for`"
 
 
 def card_content(card: Any) -> dict[str, Any]:
@@ -93,6 +127,17 @@ class ResolvedRun:
     attack: Attack
     preset: str
     classes: list[int]
+    # The attacker's public data (attacks with `needs_public_data`) and where it came from.
+    public_data: DatasetRef | None = None
+    public_source: str | None = None
+    preset_source: str = ""  # why this preset (printed when the run starts)
+
+    def public_id(self) -> dict[str, Any] | None:
+        """What the config records about the public data: nothing when it is the target dataset's
+        own public split (as every run recorded before the field existed), else the reference."""
+        if self.public_data is None or self.public_source == "target-dataset":
+            return None
+        return {"source": self.public_source, "dataset": to_dict(self.public_data)}
 
     def config(self) -> dict[str, Any]:
         """The fully resolved configuration (what config.json and the entry record)."""
@@ -107,6 +152,7 @@ class ResolvedRun:
             "attack": {"name": self.attack.name, "preset": self.preset, "access": self.attack.access_level,
                        "config": self.attack.describe()},
             "classes": self.classes, "seed": self.spec.seed,
+            **({"public_data": self.public_id()} if self.public_id() is not None else {}),
         }
 
     def run_id(self) -> str:
@@ -135,10 +181,10 @@ def resolve(spec: RunSpec) -> ResolvedRun:
     for m in spec.extra_metrics:
         METRICS.get(m)  # an unknown metric fails here, with a suggestion
     attack_cls = ATTACKS.get(spec.attack)
-    preset = spec.preset or preset_for(attack_cls, target)
     prior = None
     if attack_cls.needs_prior:
         prior = get_card("generator", spec.prior or default_prior(target))
+    preset, preset_source = (spec.preset, "--preset") if spec.preset else preset_for(attack_cls, target, prior)
     # Settings the attack takes from the prior card (e.g. truncation): preset < card < --set.
     defaults = {f: getattr(prior, f) for f in attack_cls.prior_fields} if prior is not None else {}
     attack = attack_cls.from_preset(preset, spec.overrides, defaults)
@@ -149,4 +195,12 @@ def resolve(spec: RunSpec) -> ResolvedRun:
                            f"0-{target.num_classes - 1}", field="--classes", fix=f"use ids in 0-{target.num_classes - 1}")
     if not classes:
         raise MIBenchError("no classes to attack", field="--classes")
-    return ResolvedRun(spec, target, evaluator, prior, attack, preset, classes)
+    public, source = None, None
+    if attack_cls.needs_public_data:
+        public, source = public_data_for(target, prior)
+        if public is None:
+            raise MIBenchError(f"attack '{attack_cls.name}' trains on the attacker's public images, but {source}",
+                               path=target.path, field="public_data",
+                               fix="add to the target card e.g. `public_data: {name: image-folder-unlabelled, "
+                                   "root: /path/to/public/images, params: {resolution: 32}}`")
+    return ResolvedRun(spec, target, evaluator, prior, attack, preset, classes, public, source, preset_source)

@@ -31,12 +31,12 @@ def results_table(entries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
     for e in entries:
         m, iv = e["metrics"], e.get("intervals") or {}
         row = {"target": e["target"]["name"], "defense": e["target"]["defense"]["card"], "attack": e["attack"]["name"],
-               "protocol": entry_protocol(e), "nat_acc": _pct(e["target"]["natural_accuracy"])}
+               "preset": e["attack"].get("preset"), "protocol": entry_protocol(e), "nat_acc": _pct(e["target"]["natural_accuracy"])}
         row.update({c.label or c.name: c.format_with_interval(m.get(c.name), iv.get(c.name)) for c in cols})
         row.update({"queries": e["queries"]["total"], "time_s": round(e["wall_time_s"]),
                     "agree": _pct((e["attack"].get("info") or {}).get("surrogate_agreement", {}).get("ensemble"))})
         rows.append(row)
-    return rows, ["target", "defense", "attack", "protocol", "nat_acc", *[c.label or c.name for c in cols], "queries", "agree",
+    return rows, ["target", "defense", "attack", "preset", "protocol", "nat_acc", *[c.label or c.name for c in cols], "queries", "agree",
                   "time_s"]
 
 

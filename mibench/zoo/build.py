@@ -12,6 +12,7 @@ from mibench.errors import MIBenchError
 from mibench.ops.pool import run_jobs
 from mibench.zoo.priors import build_generator, generator_status, is_trainable, prior_artifact
 from mibench.zoo.targets import build_target, is_external, target_artifact, target_status
+from mibench.zoo.utility import warn_if_over_budget
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ def build_zoo(names: list[str] | None = None, device: str = "cpu", jobs: int | N
 
 
 def zoo_table(items: list[tuple[str, Any]]) -> list[dict[str, Any]]:
-    """Rows describing built zoo entries (natural accuracy, build time) for the CLI table."""
+    """Rows describing built zoo entries (natural accuracy, a defense's cost against the undefended
+    target, build time) for the CLI table; a defense costing more than its card intends is warned about."""
     rows = []
     for kind, card in items:
         if kind == "target":
@@ -100,6 +102,9 @@ def zoo_table(items: list[tuple[str, Any]]) -> list[dict[str, Any]]:
                 meta = target_artifact(card).meta()
                 row["natural_acc"] = f"{100 * meta['natural_accuracy']:.1f}%"
                 row["train_s"] = meta.get("build_seconds")
+                cost = warn_if_over_budget(card)
+                if cost is not None:
+                    row["defense_cost"] = cost.text() + (" OVER" if cost.over_budget else "")
         else:
             row = {"name": card.name, "role": "prior", "defense": "", "status": generator_status(card)}
             if row["status"] in ("built", "shipped"):

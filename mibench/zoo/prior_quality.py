@@ -57,12 +57,18 @@ class PriorQuality:
 
 
 def evaluator_for(card: GeneratorCard) -> str | None:
-    """The evaluation model of the prior's dataset (an evaluator card on the same dataset kind)."""
+    """The evaluation model of the prior's dataset (an evaluator card on the same dataset kind), else
+    the evaluator of a target card that names this prior (`prior:`; a prior on a public folder of a
+    user's own data)."""
     ref = card.dataset
-    for t in list_cards("target"):
+    targets = list_cards("target")
+    for t in targets:
         d = t.dataset
         if t.role == "evaluator" and (d.name, d.params, d.root) == (ref.name, ref.params, ref.root):
             return t.name
+    for t in targets:
+        if t.role == "target" and t.prior == card.name and t.evaluator:
+            return t.evaluator
     return None
 
 
@@ -77,10 +83,10 @@ def _features(model, images01: torch.Tensor, device, batch: int = 500) -> tuple[
 
 
 def prior_quality(card: GeneratorCard, G: torch.nn.Module, n: int = 2000, device: str | torch.device = "cpu",
-                  seed: int = 1) -> PriorQuality | None:
-    """Quality figures of the prior `G` made from `card` (untruncated samples, seeded latents), or
-    None when its dataset has no evaluation model."""
-    name = evaluator_for(card)
+                  seed: int = 1, evaluator: str | None = None) -> PriorQuality | None:
+    """Quality figures of the prior `G` made from `card` (untruncated samples, seeded latents) in the
+    features of `evaluator` (default: `evaluator_for(card)`), or None when there is no evaluation model."""
+    name = evaluator or evaluator_for(card)
     if name is None:
         return None
     evaluator, _ = load_target(name, device, build=True, progress=False)  # (may train it: not under no_grad)

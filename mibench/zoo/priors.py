@@ -75,21 +75,53 @@ def build_generator(card: GeneratorCard, device: str | torch.device = "cpu", pro
         if images.shape[-1] != card.resolution:
             raise MIBenchError(f"dataset images are {images.shape[-1]} px but the card says {card.resolution}",
                                path=card.path, field="resolution")
+        # An interrupted build resumes here (the name is outside the artifact's own files).
+        resume = a.stem.with_name(a.stem.name + "-resume.pt")
+        if force:
+            resume.unlink(missing_ok=True)
+        curve: list[dict[str, Any]] = []
+        every, on_step = callback_every, callback
+        if callback is None:  # the quality over training, measured at 4 points (the last is the final report)
+            steps = int((card.train or {}).get("steps", 0))
+            every = max(1, steps // 4) if steps >= 4 else None
+
+            def on_step(step: int, G: torch.nn.Module) -> None:
+                q = prior_quality(card, G, n=1000, device=device)
+                if q is not None and step < steps:
+                    curve.append({"step": step, **q.to_dict()})
+                    log.info("prior %s at step %d: FID_eval %.2f, recall %.2f, class coverage %.0f%%", card.name,
+                             step, q.fid_eval, q.recall, 100 * q.class_coverage)
         trained = kind.train(images, card.train, params=card.params, resolution=card.resolution,
-                             device=device, progress=progress, card_path=card.path, callback=callback,
-                             callback_every=callback_every)
+                             device=device, progress=progress, card_path=card.path, callback=on_step,
+                             callback_every=every, checkpoint=resume)
         files = kind.save(trained.G, a.file(kind.weight_suffix))
+        resume.unlink(missing_ok=True)
         seconds = round(time.time() - t0, 1)
         log.info("built prior %s in %.0fs", card.name, seconds)
         quality = prior_quality(card, trained.G.eval(), device=device)
         report(card, quality)
+        files.append(_sample_grid(card, kind, trained.G.eval(), a.file(".samples.png")))
         record = {"card": dataclasses.asdict(card), "code_version": code_version(*prior_code(card)),
                   **trained.record, "build_seconds": seconds, "torch": torch.__version__,
-                  "threads": torch.get_num_threads(), "quality": None if quality is None else quality.to_dict()}
+                  "threads": torch.get_num_threads(), "quality": None if quality is None else quality.to_dict(),
+                  **({"quality_curve": curve} if curve else {})}
         return [f.name[len(a.stem.name):] for f in files], record
 
-    PRIORS.get_or_build(art, build, force=force)
+    with torch.enable_grad():  # a caller under no_grad (a preview, an attack) may trigger the build
+        PRIORS.get_or_build(art, build, force=force)
     return art.file(kind.weight_suffix)
+
+
+def _sample_grid(card: GeneratorCard, kind, G: torch.nn.Module, path: Path, n: int = 64) -> Path:
+    """An 8×8 grid of truncated samples (as the attacks draw them) next to the weights, for a look."""
+    from mibench.ops.imaging import grid, save_png
+
+    z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(2)).to(next(G.parameters()).device)
+    with torch.no_grad():
+        x = ((kind.sample(G, z, psi=card.truncation_psi or 1.0, cutoff=card.truncation_cutoff) + 1) / 2).clamp(0, 1)
+    save_png(grid([x[i:i + 8] for i in range(0, n, 8)]), path, scale=max(1, 96 // card.resolution))
+    log.info("prior %s: sample grid %s", card.name, path)
+    return path
 
 
 def load_prior(card: GeneratorCard | str, device: str | torch.device = "cpu", build: bool = True,

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from mibench.cards import TargetCard, card_hash, get_card, resolve_defense
+from mibench.cards import TargetCard, card_hash, get_card, model_card, resolve_defense
 from mibench.errors import CheckpointError, MIBenchError
 from mibench.ops.cache import Artifact, ArtifactCache, cache_dir, code_version
 from mibench.ops.fileio import atomic_path, atomic_write_json, sha256_file
@@ -45,7 +45,7 @@ def target_artifact(card: TargetCard, local: bool = False) -> Artifact:
     """The trained target: card + resolved defense (+ the training code, for a local build). The
     shipped copy when one exists for this card hash (see `mibench.ops.cache`), unless `local`."""
     dcard, params = resolve_defense(card)
-    return TARGETS.artifact(card.name, {"card": card_hash(card), "defense_kind": dcard.kind,
+    return TARGETS.artifact(card.name, {"card": card_hash(model_card(card)), "defense_kind": dcard.kind,
                                         "defense_params": params}, TARGET_CODE, local=local)
 
 
@@ -119,7 +119,8 @@ def build_target(card: TargetCard, device: str | torch.device = "cpu", progress:
         raise MIBenchError(f"card '{card.name}' has no training recipe; it loads weights from "
                            f"{card.weights.path if card.weights else '?'}", path=card.path, field="train")
     art = target_artifact(card)
-    TARGETS.get_or_build(art, lambda a: train_target_files(card, a, device, progress), force=force)
+    with torch.enable_grad():  # a caller under no_grad may trigger the build
+        TARGETS.get_or_build(art, lambda a: train_target_files(card, a, device, progress), force=force)
     return art.stem
 
 
