@@ -309,15 +309,23 @@ def leaderboard_build(runs: tuple[Path, ...], root: Path) -> None:
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboard"),
               show_default=True, help="Leaderboard folder (its entries/).")
 @click.option("--protocol", type=click.Choice(["standard", "quick", "all"]), default="standard", show_default=True)
-def leaderboard_pooled(root: Path, protocol: str) -> None:
-    """Print the results pooled over replicates (training and attack seeds): acc@1 with its 95 %
-    interval and what it covers, and each defense's paired effect Δacc@1 against the undefended
-    target (`*`: its interval excludes 0)."""
+@click.option("--metric", default="acc@1", show_default=True,
+              help="Per-class metric to pool, e.g. reid@1 (ground-truth re-identification on synthfaces).")
+def leaderboard_pooled(root: Path, protocol: str, metric: str) -> None:
+    """Print the results pooled over replicates (training and attack seeds): acc@1 (or --metric)
+    with its 95 % interval and what it covers, and each defense's paired effect on it against the
+    undefended target (`*`: its interval excludes 0)."""
+    from mibench.errors import MIBenchError
     from mibench.leaderboard.entries import collect
     from mibench.leaderboard.pooled import format_pooled
+    from mibench.registry import METRICS, suggest
 
+    names = [c.name for k in METRICS.names() if METRICS.get(k).scope == "class" for c in METRICS.get(k).columns]
+    if metric not in names:
+        raise MIBenchError(f"'{metric}' is not a per-class metric{suggest(metric, names)}", field="--metric",
+                           fix=f"use one of: {', '.join(names)}")
     entries = [e for e, _ in collect(root / "entries")]
-    click.echo(format_pooled(entries, None if protocol == "all" else protocol))
+    click.echo(format_pooled(entries, None if protocol == "all" else protocol, metric))
 
 
 @leaderboard.command("check")

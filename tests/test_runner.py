@@ -58,6 +58,9 @@ def test_run_writes_the_run_folder(env, tmp_path, attack):
     assert set(entry["unavailable"]) >= {"fid", "facenet_dist"}  # no local weights here: reported, not faked
     assert len(entry["per_class"]) == 3 and _images(run_dir, 0).dtype == torch.uint8
     assert (run_dir / "per_class.csv").read_text().count("\n") == 4
+    # Ground truth on synthfaces: identity recovery with intervals, and the chance levels beside it.
+    assert {"attr_recovery", "reid@1", "reid@5"} <= set(entry["intervals"])
+    assert entry["chance"]["reid@1"] == pytest.approx(1 / 6) and 0 < entry["chance"]["attr_recovery"] < 1
 
 
 def test_same_seed_same_entry_metrics_and_images(env, tmp_path):

@@ -1,4 +1,4 @@
-"""Attacks: the shared pipeline (`base`), access levels, and PPA, IF-GMI and LOKT."""
+"""Attacks: the shared pipeline (`base`), access levels, PPA, IF-GMI, LOKT and the no-prior control."""
 
 # Importing these modules registers the attacks.
-from mibench.attacks import ifgmi, lokt, ppa  # noqa: F401
+from mibench.attacks import ifgmi, lokt, noprior, ppa  # noqa: F401

@@ -149,21 +149,31 @@ class PPAttack(GenerativeAttack):
         return rng.stream_seed(ctx.seed, "ppa", stage)
 
     # --- 1. sample latents + initial selection ---------------------------------------------------
+    def search_space(self, ctx: AttackContext, n: int) -> torch.Tensor:
+        """The `n` latents z (n, z_dim) of the candidate search; depends only on the run seed."""
+        return rng.normal_matrix(rng.stream_seed(ctx.seed, "ppa", "search-space"), torch.arange(n),
+                                 ctx.prior.z_dim).to(ctx.device)
+
+    def search_batch(self, ctx: AttackContext, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(starting latents, images in [0, 1]) of one batch of the search space: the first layer's
+        w of the truncated ws, and the image of the full ws."""
+        cfg = self.config
+        ws = ctx.prior.mapping(z, None, psi=cfg.truncation_psi, cutoff=cfg.truncation_cutoff)
+        return ws[:, 0], self.candidate_images(ctx, ws)
+
     @torch.no_grad()
     def prepare(self, ctx: AttackContext) -> None:
         """Sample the search space once and score it for every class (flip-averaged softmax)."""
-        cfg, G = self.config, ctx.prior
+        cfg = self.config
         n = cfg.search_space_size
-        z = rng.normal_matrix(rng.stream_seed(ctx.seed, "ppa", "search-space"), torch.arange(n),
-                              G.z_dim).to(ctx.device)
+        z = self.search_space(ctx, n)
         view = self.target_view(ctx)
         ws_all, scores = [], []
         bs = cfg.selection_batch_size
         for a, b in tqdm(padded_chunks(n, bs), desc="candidate search", disable=not ctx.progress,
                          unit="batch", leave=False):
-            ws = G.mapping(pad_rows(z[a:b], bs), None, psi=cfg.truncation_psi, cutoff=cfg.truncation_cutoff)
-            w = ws[:, 0]
-            x = view(self.candidate_images(ctx, ws))
+            w, images = self.search_batch(ctx, pad_rows(z[a:b], bs))
+            x = view(images)
             p = torch.softmax(ctx.access.logits(x, count=b - a).float(), 1) + torch.softmax(
                 ctx.access.logits(torch.flip(x, dims=[3]), count=b - a).float(), 1)
             ws_all.append(w[: b - a].cpu())

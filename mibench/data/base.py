@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,9 @@ class ImageDataset(torch.utils.data.Dataset):
     resolution: int = 0
     class_names: list[str]
     labels: torch.Tensor  # (N,) int64, −1 when unlabelled
+    # What generated the data, for datasets that know it (synthfaces: every class is a known vector of
+    # attributes); metrics of ground-truth identity recovery need it. None for real data.
+    ground_truth: Any = None
 
     @property
     def num_classes(self) -> int:

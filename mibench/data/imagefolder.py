@@ -8,7 +8,6 @@ per-class train/test split. CelebA, FaceScrub, Stanford Dogs and the unlabelled 
 from __future__ import annotations
 
 import logging
-
 import math
 import os
 from collections.abc import Mapping, Sequence

@@ -897,6 +897,83 @@ def load_split(split: str, params: SynthFacesParams) -> tuple[torch.Tensor, torc
     return images, labels
 
 
+# ----------------------------------------------------------------------------------- ground truth
+
+
+@dataclass(frozen=True)
+class AttributeSpec:
+    """One identity attribute as a reader of images sees it: a palette index or a value in a range."""
+
+    name: str
+    kind: str  # 'categorical' or 'continuous'
+    size: int = 1  # palette size (categorical)
+    lo: float = 0.0  # range (continuous)
+    hi: float = 1.0
+    weights: tuple[float, ...] = ()  # the private population's palette weights (categorical)
+    # The attribute is visible only where this categorical attribute is non-zero (a frame colour
+    # needs glasses); elsewhere it is neither learned nor scored.
+    visible_if: str | None = None
+
+    def chance(self, tolerance: float) -> float:
+        """P(a random other private identity matches this one): Σ w² for a palette; for a uniform
+        range, P(|U − V| ≤ tolerance · range) = 2t − t²."""
+        if self.kind == "categorical":
+            w = np.asarray(self.weights, dtype=np.float64)
+            w = w / w.sum()
+            return float((w * w).sum())
+        t = min(1.0, tolerance)
+        return 2 * t - t * t
+
+    def constant_guess(self, tolerance: float) -> float:
+        """The accuracy of the best constant reading: the most common palette entry, or the range's
+        centre (right within ± tolerance · range of a uniform value: 2t)."""
+        if self.kind == "categorical":
+            return max(self.weights) / sum(self.weights)
+        return min(1.0, 2 * tolerance)
+
+
+ATTRIBUTES: tuple[AttributeSpec, ...] = (
+    *(AttributeSpec(n, "categorical", len(w["private"]), weights=tuple(float(x) for x in w["private"]),
+                    visible_if="glasses" if n == "frame" else None) for n, w in _CATEGORICAL.items()),
+    *(AttributeSpec(n, "continuous", lo=lo, hi=hi) for n, (lo, hi, _) in _CONTINUOUS.items()),
+)
+
+
+@dataclass(frozen=True)
+class SynthFacesTruth:
+    """The generative ground truth of a synthfaces dataset: the attributes of every identity of its
+    population and, per image, the attributes the renderer drew (`ImageDataset.ground_truth`)."""
+
+    dataset: str
+    params: SynthFacesParams
+    population: str
+
+    @property
+    def attributes(self) -> tuple[AttributeSpec, ...]:
+        """The attributes an identity is made of."""
+        return ATTRIBUTES
+
+    def class_attributes(self) -> dict[str, np.ndarray]:
+        """The attributes of every class of this population: name → (K,)."""
+        k = {"private": self.params.num_private, "public": self.params.num_public,
+             "shifted": self.params.num_shifted}[self.population]
+        return identity_attributes(np.arange(k), seed=self.params.seed, population=self.population)
+
+    def split_with_attributes(self, split: str) -> tuple[torch.Tensor, torch.Tensor, dict[str, np.ndarray]]:
+        """A split's images (N, 3, R, R) uint8, labels (N,) and the attributes each image was drawn
+        with (name → (N,): the identity's values with this image's jitter, glasses taken off, …)."""
+        plan = split_plan(split, self.params)
+        images, labels = load_split(split, self.params)
+        k = len(plan.class_names)
+        attrs = take_rows(identity_attributes(np.arange(k), seed=self.params.seed, population=plan.population),
+                          plan.identities)
+        return images, labels, image_attributes(attrs, plan.image_indices, seed=self.params.seed)
+
+    def with_split(self, split: str) -> SynthFacesTruth:
+        """The ground truth of another split of the same dataset."""
+        return dataclasses.replace(self, population=SPLIT_POPULATION[split])
+
+
 # --------------------------------------------------------------------------------- registered kinds
 
 _DESCRIPTION = ("procedural cartoon face identities rendered at {r} px (embedded default): private-train / "
@@ -917,7 +994,9 @@ def synthfaces(split: str, root: str | Path | None = None, *, name: str = "synth
                         field="dataset.split", fix=f"use one of: {', '.join(SPLITS)}")
     cfg = check_params(name, params)
     images, labels = load_split(split, cfg)
-    return TensorImageDataset(images, labels, split_plan(split, cfg).class_names, name=name, split=split)
+    ds = TensorImageDataset(images, labels, split_plan(split, cfg).class_names, name=name, split=split)
+    ds.ground_truth = SynthFacesTruth(name, cfg, SPLIT_POPULATION[split])
+    return ds
 
 
 @DATASETS.register("synthfaces32", splits=SPLITS, description=_DESCRIPTION.format(r=32), synthetic=True,

@@ -86,10 +86,11 @@ class Cell:
     natural: float | None = None  # mean natural accuracy over the training-seed replicates
     natural_range: tuple[float, float] | None = None
     effect: Interval | None = None  # Δacc@1 vs the undefended target of the same recipe (None: undefended/no pair)
+    metric: str = "acc@1"  # the per-class metric pooled into `acc1` and `effect` (acc@1 unless asked)
 
     def replicates(self) -> dict[tuple[int, int], dict[int, float]]:
-        """(training-seed replicate, attack seed) → {class: acc@1}."""
-        return {(replicate_of(e), int(e["seed"])): per_class_values(e) for e in self.entries}
+        """(training-seed replicate, attack seed) → {class: value of `metric`}."""
+        return {(replicate_of(e), int(e["seed"])): per_class_values(e, self.metric) for e in self.entries}
 
     def covers(self) -> tuple[str, ...]:
         """The sources of variation this cell's interval includes."""
@@ -103,14 +104,15 @@ class Cell:
                 "natural": self.natural, "effect": None if self.effect is None else self.effect.as_dict()}
 
 
-def cells(entries: list[dict[str, Any]]) -> list[Cell]:
-    """Entries pooled by configuration, each with its interval and (defended ones) the defense effect."""
+def cells(entries: list[dict[str, Any]], metric: str = "acc@1") -> list[Cell]:
+    """Entries pooled by configuration, each with its interval and (defended ones) the defense effect,
+    of the per-class `metric` (acc@1; or e.g. reid@1 to rank the defenses by ground truth)."""
     groups: dict[tuple, Cell] = {}
     for e in entries:
         key = cell_key(e)
         if key not in groups:
             groups[key] = Cell(e["dataset"], key[1], e["target"]["defense"]["card"], e["attack"]["name"], key[5],
-                               key[6], recipe_key(e))
+                               key[6], recipe_key(e), metric=metric)
         groups[key].entries.append(e)
     out = sorted(groups.values(), key=lambda c: (c.dataset, c.protocol, c.attack, c.defense, c.target))
     for c in out:

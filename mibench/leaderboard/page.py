@@ -52,6 +52,15 @@ def metric_cell(col: Column, m: dict[str, Any], intervals: dict[str, Any] | None
     return col.page_key, v, col.format_with_interval(v, iv)
 
 
+def header_title(col: Column, entries: list[dict[str, Any]]) -> str:
+    """A column header's tooltip: what it measures and, where entries record one, its chance level."""
+    chances = sorted({e["chance"][col.name] for e in entries if col.name in (e.get("chance") or {})})
+    if not chances:
+        return col.description
+    span = col.format(chances[0]) if len(chances) == 1 else f"{col.format(chances[0])}–{col.format(chances[-1])}"
+    return f"{col.description} (chance {span}{' %' if col.percent else ''})"
+
+
 def plot_points(cells: list[Cell], width: int = 520, height: int = 360, pad: int = 48) -> dict[str, Any]:
     """SVG geometry of the privacy–utility plot: one point per configuration (pooled over its
     replicates), x = natural accuracy (bar: its range over training-seed replicates), y = attack
@@ -144,7 +153,8 @@ def render_site(entries: list[tuple[dict[str, Any], Path]], site_dir: Path) -> P
             ],
             "grid": grid_rel if has_grid else None,
             "config": json.dumps({k: entry[k] for k in ("target", "attack", "prior", "evaluator", "classes", "seed",
-                                                        "protocol", "metrics", "intervals", "unavailable", "queries", "environment")
+                                                        "protocol", "metrics", "intervals", "chance", "unavailable",
+                                                        "queries", "environment")
                                   if k in entry}, indent=2, sort_keys=True, default=str),
         })
     # Grids of entries no longer on the page (e.g. replaced baselines) would linger in assets/.
@@ -155,7 +165,8 @@ def render_site(entries: list[tuple[dict[str, Any], Path]], site_dir: Path) -> P
     pooled = cells(plain)
     html = _env().get_template("index.html.j2").render(
         rows=rows, matrices=matrices(pooled), plot=plot_points(pooled), version=__version__,
-        metric_headers=[{"key": c.page_key, "label": c.page_label or c.name} for c in page_cols],
+        metric_headers=[{"key": c.page_key, "label": c.page_label or c.name, "title": header_title(c, plain)}
+                        for c in page_cols],
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         datasets=sorted({r["dataset"] for r in rows}), defenses=sorted({r["defense"] for r in rows}),
         attacks=sorted({r["attack"] for r in rows}))

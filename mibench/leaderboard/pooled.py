@@ -1,5 +1,5 @@
-"""The pooled result matrix as text: per attack × target, acc@1 over all replicates of a
-configuration with its 95 % interval, and each defense's paired effect Δacc@1 (`*` where its
+"""The pooled result matrix as text: per attack × target, acc@1 (or another per-class metric) over
+all replicates of a configuration with its 95 % interval, and each defense's paired effect Δacc@1 (`*` where its
 interval excludes 0) — what `mibench leaderboard pooled` prints and the README quotes."""
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ def _pts(v: float) -> str:
     return f"{100 * v:+.1f}"
 
 
-def pooled_rows(entries: list[dict[str, Any]], protocol: str | None = "standard") -> list[dict[str, Any]]:
-    """One row per pooled cell (of `protocol`; None: all): acc@1 ± half-width, replicates, what the
-    interval covers, natural accuracy (mean over training seeds) and the defense effect."""
-    return [_row(c) for c in cells(entries) if protocol is None or c.protocol == protocol]
+def pooled_rows(entries: list[dict[str, Any]], protocol: str | None = "standard",
+                metric: str = "acc@1") -> list[dict[str, Any]]:
+    """One row per pooled cell (of `protocol`; None: all): `metric` ± half-width, replicates, what the
+    interval covers, natural accuracy (mean over training seeds) and the defense effect on `metric`."""
+    return [_row(c) for c in cells(entries, metric) if (protocol is None or c.protocol == protocol)
+            and c.acc1 is not None]
 
 
 def _row(c: Cell) -> dict[str, Any]:
@@ -27,16 +29,16 @@ def _row(c: Cell) -> dict[str, Any]:
         "dataset": c.dataset, "protocol": c.protocol, "attack": c.attack, "target": c.target, "defense": c.defense,
         "runs": len(c.entries),
         "nat_acc": "n/a" if c.natural is None else f"{100 * c.natural:.1f}",
-        "acc@1": "n/a" if acc is None else f"{100 * acc.value:.1f} ± {100 * acc.half_width:.1f}",
+        c.metric: "n/a" if acc is None else f"{100 * acc.value:.1f} ± {100 * acc.half_width:.1f}",
         "covers": "n/a" if acc is None else " + ".join(acc.covers),
-        "Δacc@1 vs none": "" if eff is None else
+        f"Δ{c.metric} vs none": "" if eff is None else
         f"{_pts(eff.value)} [{_pts(eff.lo)}, {_pts(eff.hi)}]{' *' if eff.excludes_zero() else ''}",
     }
 
 
-def format_pooled(entries: list[dict[str, Any]], protocol: str | None = "standard") -> str:
-    """The pooled matrix as an aligned text table."""
-    rows = pooled_rows(entries, protocol)
+def format_pooled(entries: list[dict[str, Any]], protocol: str | None = "standard", metric: str = "acc@1") -> str:
+    """The pooled matrix of `metric` as an aligned text table."""
+    rows = pooled_rows(entries, protocol, metric)
     if not rows:
         return f"no {protocol} entries" if protocol else "no entries"
     return text_table(rows, list(rows[0]))

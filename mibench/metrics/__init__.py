@@ -6,6 +6,7 @@ extraction) plus the two pretrained feature extractors (Inception for FID / PRDC
 `mibench.registry.METRICS` (metadata: description, more_leakage = "higher" | "lower", features).
 """
 
+from mibench.metrics import evaluator_fp, identity_recovery, second_evaluator  # noqa: F401, E402  (register kinds)
 from mibench.metrics.accuracy import attack_accuracy, per_class_accuracy, topk_correct
 from mibench.metrics.base import MetricUnavailable, extract_features
 from mibench.metrics.facenet import FACENET_ENV, FaceNetFeatures, facenet_distance

@@ -260,6 +260,11 @@ class Metric:
         entry records them as null with that reason instead of a value that cannot vary)."""
         return {}
 
+    def chance(self, ctx: Any) -> dict[str, float]:
+        """Column → the value a random guess scores in this run (recorded beside the values); {} when
+        no chance level is defined."""
+        return {}
+
     def score_class(self, ctx: Any, batch: ClassBatch) -> dict[str, float]:
         """Per-class values (scope 'class')."""
         return {}

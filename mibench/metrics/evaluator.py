@@ -51,10 +51,13 @@ class ReconstructionScorer:
     @classmethod
     def create(cls, evaluator: torch.nn.Module, private: ImageDataset, device: torch.device,
                batch_size: int = 128, extra: Sequence[str] = (),
-               private_test: Callable[[], ImageDataset] | None = None) -> ReconstructionScorer:
+               private_test: Callable[[], ImageDataset] | None = None,
+               networks: dict[str, torch.nn.Module] | None = None) -> ReconstructionScorer:
         """A scorer for the default metric kinds plus `extra` ones; each kind's `setup` runs now (a
-        kind that cannot run here is recorded as unavailable, with its reason, for each column)."""
-        scorer = cls(evaluator.eval(), private, device, batch_size, private_test=private_test)
+        kind that cannot run here is recorded as unavailable, with its reason, for each column).
+        `networks` are models the run loaded for metrics (e.g. 'evaluator2', a second evaluation model)."""
+        scorer = cls(evaluator.eval(), private, device, batch_size, private_test=private_test,
+                     networks=dict(networks or {}))
         for kind in metric_kinds(extra):
             try:
                 kind.setup(scorer)

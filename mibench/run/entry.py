@@ -109,7 +109,7 @@ def column_values(per_class: list[dict[str, Any]], kind, name: str) -> list[floa
     as 0 (`aggregate='all'`), or the scored classes that have the value."""
     if kind.aggregate == "all":
         return [0.0 if m.get("failed") else m.get(name) for m in per_class]
-    return [m[name] for m in per_class if not m.get("failed") and name in m]
+    return [m[name] for m in per_class if not m.get("failed") and m.get(name) is not None]
 
 
 def aggregate(per_class: list[dict[str, Any]], kinds) -> dict[str, Any]:
@@ -227,7 +227,8 @@ def finalize(folder: RunFolder, run: ResolvedRun, config: dict[str, Any], scorer
                                                   "weights": prior_info.get("weights")},
         "evaluator": {"name": run.evaluator.name, "architecture": run.evaluator.architecture,
                       "accuracy": evaluator_info.get("natural_accuracy"), "card_hash": config["evaluator"]["card_hash"],
-                      "weights": evaluator_info.get("weights")},
+                      "weights": evaluator_info.get("weights"),
+                      **({"second": evaluator_info["second"]} if evaluator_info.get("second") else {})},
         "classes": run.classes, "seed": run.spec.seed,
         "num_images": int(sum(m.get("n", 0) for m in per_class)),
         "protocol": protocol_of(run.classes, run.target.num_classes),
@@ -237,6 +238,9 @@ def finalize(folder: RunFolder, run: ResolvedRun, config: dict[str, Any], scorer
                       if metrics.get(k) is not None},
         "interval_notes": {k: v for k, v in interval_notes.items() if metrics.get(k) is not None},
         "unavailable": unavailable,
+        # What a random guess scores, for the metrics that define it (e.g. re-identification 1 / K).
+        "chance": {k: v for kind in scorer.kinds for k, v in kind.chance(scorer).items()
+                   if metrics.get(k) is not None},
         "queries": {"total": sum(queries_by_phase.values()), "by_phase": queries_by_phase},
         "wall_time_s": round(wall, 2),
         "per_class": [{k: v for k, v in m.items() if k not in _PER_CLASS_ONLY} for m in per_class],

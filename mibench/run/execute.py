@@ -133,8 +133,15 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
     private = load_dataset(real.name, "private-train", real.resolved_root(), **real.params)
     if not target_info.get("class_names"):  # user weights: the names come from the data
         target_info = {**target_info, "class_names": list(private.class_names)}
+    networks = {}
+    if run.evaluator2 is not None:  # a second judge of the same reconstructions (`eval_agree`)
+        networks["evaluator2"], ev2_info = zoo.load_target(run.evaluator2, dev, build=build, progress=progress)
+        evaluator_info = {**evaluator_info, "second": {
+            "name": run.evaluator2.name, "architecture": run.evaluator2.architecture,
+            "accuracy": ev2_info.get("natural_accuracy"), "card_hash": card_hash(run.evaluator2),
+            "weights": ev2_info.get("weights")}}
     scorer = ReconstructionScorer.create(evaluator, private, dev, extra=spec.extra_metrics,
-                                         private_test=private_test)
+                                         private_test=private_test, networks=networks)
 
     try:
         # Results are also kept in memory when sharded: rank 0 may not share this rank's disk.

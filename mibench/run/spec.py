@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mibench.attacks.base import Attack
-from mibench.cards import DatasetRef, GeneratorCard, TargetCard, card_hash, get_card, list_cards, resolve_defense
+from mibench.cards import (
+    DatasetRef,
+    GeneratorCard,
+    TargetCard,
+    card_hash,
+    get_card,
+    list_cards,
+    resolve_defense,
+)
 from mibench.errors import MIBenchError
 from mibench.registry import ATTACKS, DATASETS, METRICS
 from mibench.typed import to_dict
@@ -110,6 +118,19 @@ def public_data_for(target: TargetCard, prior: GeneratorCard | None = None) -> t
     return None, f"dataset '{ref.name}' has no public split and no prior card names this dataset in `default_for`"
 
 
+def second_evaluator_for(target: TargetCard, evaluator: TargetCard) -> TargetCard | None:
+    """Another evaluation model of the target's data: the first card by name with `role: evaluator`,
+    the same dataset (kind, root, params) and class count as the target, other than its evaluator.
+    None when there is none (the agreement metric then says how to add one)."""
+    ref = target.dataset
+    for card in sorted(list_cards("target"), key=lambda c: c.name):
+        if (card.role == "evaluator" and card.name != evaluator.name and card.num_classes == target.num_classes
+                and card.dataset.name == ref.name and card.dataset.params == ref.params
+                and card.dataset.resolved_root() == ref.resolved_root()):
+            return card
+    return None
+
+
 def card_content(card: Any) -> dict[str, Any]:
     """A card's fields without where its file happens to be: run ids, config.json and entries are
     the same in every checkout (a run folder resumes, and a baseline matches, from any of them)."""
@@ -131,6 +152,9 @@ class ResolvedRun:
     public_data: DatasetRef | None = None
     public_source: str | None = None
     preset_source: str = ""  # why this preset (printed when the run starts)
+    # A second, independent evaluation model (`second_evaluator_for`); a judge, not part of the
+    # attack, so it stays out of the config and the run id (the entry records it).
+    evaluator2: TargetCard | None = None
 
     def public_id(self) -> dict[str, Any] | None:
         """What the config records about the public data: nothing when it is the target dataset's
@@ -203,4 +227,5 @@ def resolve(spec: RunSpec) -> ResolvedRun:
                                path=target.path, field="public_data",
                                fix="add to the target card e.g. `public_data: {name: image-folder-unlabelled, "
                                    "root: /path/to/public/images, params: {resolution: 32}}`")
-    return ResolvedRun(spec, target, evaluator, prior, attack, preset, classes, public, source, preset_source)
+    return ResolvedRun(spec, target, evaluator, prior, attack, preset, classes, public, source, preset_source,
+                       second_evaluator_for(target, evaluator))

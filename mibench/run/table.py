@@ -40,6 +40,19 @@ def results_table(entries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
                   "time_s"]
 
 
+def chance_line(entries: list[dict[str, Any]]) -> str:
+    """'chance: attr 27.3, reid@1 1.0, …' — what a random guess scores, for the table's columns that
+    record one (the range over the entries when they differ); '' when none does."""
+    parts = []
+    for c in entry_columns(entries):
+        vals = sorted({e["chance"][c.name] for e in entries if c.in_table and c.name in (e.get("chance") or {})})
+        if vals:
+            span = c.format(vals[0]) if len(vals) == 1 else f"{c.format(vals[0])}–{c.format(vals[-1])}"
+            parts.append(f"{c.label or c.name} {span}")
+    return f"chance (a random other identity): {', '.join(parts)}" if parts else ""
+
+
 def format_table(entries: list[dict[str, Any]]) -> str:
-    """The results table printed after runs (percentages for accuracies)."""
-    return text_table(*results_table(entries))
+    """The results table printed after runs (percentages for accuracies), with the chance levels."""
+    line = chance_line(entries)
+    return text_table(*results_table(entries)) + (f"\n{line}" if line else "")

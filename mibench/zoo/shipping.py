@@ -4,7 +4,7 @@ build gets (`mibench zoo verify`).
 
 Shipped artifacts live in `mibench/shipped/<area>/` (see `mibench.ops.cache`): the embedded targets
 (every defense card in `ZOO_REPLICATES` training seeds), the evaluation model, the default priors
-and LOKT's T-ACGAN warm-up. Each one's sidecar is its manifest: card hash, the code version that
+LOKT's T-ACGAN warm-up and the synthfaces attribute reader. Each one's sidecar is its manifest: card hash, the code version that
 trained it, the sha256 of every file, training time and natural accuracy / prior figures. A run
 uses the shipped copy whenever the card hash matches, so every machine attacks the same weights.
 """
@@ -22,6 +22,7 @@ import torch
 
 from mibench.cards import card_hash, load_card, replicate_card, replicate_index
 from mibench.errors import MIBenchError
+from mibench.metrics.attribute_reader import READERS, reader_artifact
 from mibench.ops import cache
 from mibench.ops.cache import Artifact, code_version
 from mibench.ops.fileio import sha256_file
@@ -45,7 +46,7 @@ def _manifest(kind: str, card: Any, art: Artifact) -> dict[str, Any]:
            "card_hash": card_hash(card) if card is not None else None,
            "code_version": record.get("code_version"),
            "sha256": record.get("files"), "bytes": {s: art.file(s).stat().st_size for s in record.get("files", {})},
-           "training_seconds": meta.get("build_seconds", meta.get("summary", {}).get("seconds")),
+           "training_seconds": meta.get("build_seconds", meta.get("summary", {}).get("seconds", meta.get("seconds"))),
            "machine": machine(), "shipped": datetime.date.today().isoformat()}
     for k in ("natural_accuracy", "quality"):
         if meta.get(k) is not None:
@@ -88,7 +89,26 @@ def ship(names: list[str] | None = None, warmups: bool = True) -> list[dict[str,
         for art in _warmups():
             out, changed = WARMUPS.ship(art, _manifest("tacgan-warmup", None, art))
             rows.append(_row(art.name, out, changed))
+        for art in _readers():
+            out, changed = READERS.ship(art, _manifest("attribute-reader", None, art))
+            rows.append(_row(art.name, out, changed))
     return rows
+
+
+def _readers() -> list[Artifact]:
+    """Local attribute readers of the default zoo's datasets that have ground truth (synthfaces)."""
+    from mibench.data import load_dataset
+
+    seen, out = set(), []
+    for kind, card in zoo_cards(None):
+        ref = card.dataset if kind == "target" else None
+        if ref is None or (ref.name, repr(ref.params)) in seen:
+            continue
+        seen.add((ref.name, repr(ref.params)))
+        truth = getattr(load_dataset(ref.name, "private-test", ref.resolved_root(), **ref.params), "ground_truth", None)
+        if truth is not None and reader_artifact(truth, local=True).exists():
+            out.append(reader_artifact(truth, local=True))
+    return out
 
 
 def ship_stages(run_dirs: list[Path]) -> list[dict[str, Any]]:
