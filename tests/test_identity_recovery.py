@@ -183,3 +183,20 @@ def test_a_second_evaluator_of_the_same_data_judges_every_run(tmp_path, monkeypa
     # The second judge is not part of the attack: the run id is the one without it.
     (cards / "targets" / "tiny-eval2.yaml").unlink()
     assert resolve(spec).run_id() == entry["entry_id"]
+
+
+def test_pooled_results_rank_defenses_by_any_per_class_metric():
+    from mibench.leaderboard.pooled import format_pooled
+    from tests.entry_factory import make_entry
+
+    def entry(defense, acc, reid):
+        e = make_entry(f"t-{defense}__ppa__p__seed0__abc", target="synthfaces32-resnet" + (
+            "" if defense == "none" else f"-{defense}"), defense=defense, acc1=acc)
+        e["per_class"] = [{"class": c, "acc@1": acc, "reid@1": reid + 0.01 * (c % 3)} for c in range(10)]
+        return e
+
+    entries = [entry("none", 0.8, 0.3), entry("nls", 0.5, 0.3)]
+    by_acc = format_pooled(entries, protocol=None)
+    by_reid = format_pooled(entries, protocol=None, metric="reid@1")
+    assert "Δacc@1 vs none" in by_acc and "-30.0" in by_acc
+    assert "Δreid@1 vs none" in by_reid and "+0.0" in by_reid  # the same defense does nothing to reid@1
