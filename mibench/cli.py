@@ -305,6 +305,35 @@ def leaderboard_build(runs: tuple[Path, ...], root: Path) -> None:
     click.echo(f"{res['entries']} entries ({res['imported']} imported) → {res['csv']} and {res['page']}")
 
 
+@leaderboard.command("compare")
+@click.argument("attack")
+@click.argument("baseline")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboard"),
+              show_default=True, help="Leaderboard folder (its entries/).")
+@click.option("--protocol", type=click.Choice(["standard", "quick", "all"]), default="standard", show_default=True)
+@click.option("--metric", default="acc@1", show_default=True, help="Per-class metric to compare, e.g. reid@1.")
+def leaderboard_compare(attack: str, baseline: str, root: Path, protocol: str, metric: str) -> None:
+    """Print ATTACK against BASELINE on every target both were run on: each one's pooled metric and
+    the paired difference (same identities and seeds) with its 95 % interval (`*`: excludes 0)."""
+    from mibench.leaderboard.compare import format_compare
+    from mibench.leaderboard.entries import collect
+
+    _check_class_metric(metric)
+    entries = [e for e, _ in collect(root / "entries")]
+    click.echo(format_compare(entries, attack, baseline, metric, None if protocol == "all" else protocol))
+
+
+def _check_class_metric(metric: str) -> None:
+    """Refuse a name that is not a per-class metric column."""
+    from mibench.errors import MIBenchError
+    from mibench.registry import METRICS, suggest
+
+    names = [c.name for k in METRICS.names() if METRICS.get(k).scope == "class" for c in METRICS.get(k).columns]
+    if metric not in names:
+        raise MIBenchError(f"'{metric}' is not a per-class metric{suggest(metric, names)}", field="--metric",
+                           fix=f"use one of: {', '.join(names)}")
+
+
 @leaderboard.command("pooled")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboard"),
               show_default=True, help="Leaderboard folder (its entries/).")
@@ -315,15 +344,10 @@ def leaderboard_pooled(root: Path, protocol: str, metric: str) -> None:
     """Print the results pooled over replicates (training and attack seeds): acc@1 (or --metric)
     with its 95 % interval and what it covers, and each defense's paired effect on it against the
     undefended target (`*`: its interval excludes 0)."""
-    from mibench.errors import MIBenchError
     from mibench.leaderboard.entries import collect
     from mibench.leaderboard.pooled import format_pooled
-    from mibench.registry import METRICS, suggest
 
-    names = [c.name for k in METRICS.names() if METRICS.get(k).scope == "class" for c in METRICS.get(k).columns]
-    if metric not in names:
-        raise MIBenchError(f"'{metric}' is not a per-class metric{suggest(metric, names)}", field="--metric",
-                           fix=f"use one of: {', '.join(names)}")
+    _check_class_metric(metric)
     entries = [e for e, _ in collect(root / "entries")]
     click.echo(format_pooled(entries, None if protocol == "all" else protocol, metric))
 

@@ -43,7 +43,7 @@ def rows(kind: str) -> tuple[list[dict], list[str]]:
         out = []
         for name in registry.ATTACKS.names():
             a = registry.ATTACKS.get(name)
-            out.append({"name": name, "access": a.access_level, "prior": "yes" if a.needs_prior else "own",
+            out.append({"name": name, "access": a.access_level, "prior": " / ".join(a.prior_kinds) if a.needs_prior else "own",
                         "presets": ", ".join(a.presets), "suite": "yes" if a.in_default_suite else "no",
                         "description": a.description})
         return out, ["name", "access", "prior", "presets", "suite", "description"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Any, Generic, TypeVar
@@ -17,7 +18,8 @@ from mibench.errors import RegistryError
 
 T = TypeVar("T")
 
-# Sub-packages whose import registers the built-in kinds.
+# Sub-packages whose modules register the built-in kinds: every module directly inside them is
+# imported, so a new attack, defense, metric, dataset or prior kind is one file and no list.
 _BUILTIN_MODULES = (
     "mibench.data",
     "mibench.classifiers",
@@ -105,7 +107,9 @@ def load_builtins() -> None:
         return
     _loaded = True
     for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
+        package = importlib.import_module(module)
+        for info in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{module}.{info.name}")
     for ep in metadata.entry_points(group="mibench.plugins"):
         try:
             obj = ep.load()

@@ -107,7 +107,7 @@ def test_expand_path_defaults(monkeypatch):
 
 def test_shipped_prior_variants_and_the_default_zoo():
     """The shifted-domain and 64 px priors reuse the embedded recipe on other data; `mibench zoo
-    build` without names builds only the default prior of the targets' dataset."""
+    build` without names builds only the default priors (one per kind) of the targets' dataset."""
     from mibench import zoo
 
     base = get_card("generator", "synthfaces32-stylegan2")
@@ -116,4 +116,4 @@ def test_shipped_prior_variants_and_the_default_zoo():
     assert shifted.dataset.split == "public-shifted" and shifted.train == base.train and shifted.default_for == []
     assert big.resolution == 64 and big.dataset.name == "synthfaces64" and big.default_for == ["synthfaces64"]
     default = {c.name for kind, c in zoo.zoo_cards() if kind == "generator"}
-    assert default == {"synthfaces32-stylegan2"}
+    assert default == {"synthfaces32-stylegan2", "synthfaces32-gmi"}  # the dataset's default prior of each kind

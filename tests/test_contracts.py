@@ -44,18 +44,18 @@ def _target():
     return build_classifier("compact_resnet", K, RES, {"width": 8, "depths": [1, 1]}, seed=0).eval()
 
 
-def _prior():
-    params = {"z_dim": 16, "w_dim": 16, "mapping_kwargs": {"num_layers": 2},
-              "synthesis_kwargs": {"channel_base": 128, "channel_max": 16}}
+def _prior(cls):
+    """A tiny random prior of the first generator kind the attack runs on (the kind's smoke params)."""
+    kind = GENERATORS.get(cls.prior_kinds[0])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        G = GENERATORS.get("stylegan2").build(params, RES)
+        G = kind.build(kind.smoke_params, RES)
     return G.eval().requires_grad_(False)
 
 
 def _ctx(cls, store, spy: bool = False):
     access = ACCESS_LEVELS[cls.access_level](_target(), K, RES, "cpu")
-    return AttackContext(access=Spy(access) if spy else access, prior=_prior() if cls.needs_prior else None,
+    return AttackContext(access=Spy(access) if spy else access, prior=_prior(cls) if cls.needs_prior else None,
                          device=torch.device("cpu"), seed=0, output_size=RES, progress=False, store_dir=store,
                          public_data=lambda: load_dataset("synthfaces32", "public", **PUBLIC))
 
@@ -77,6 +77,9 @@ def test_attack_declares_what_the_runner_needs(name):
         cls.from_preset(preset)  # every preset validates
     for field in cls.prior_fields:
         assert field in {f.name for f in dataclasses.fields(cls.config_cls)}
+    if cls.needs_prior:
+        assert cls.prior_kinds and all(k in GENERATORS for k in cls.prior_kinds)
+        assert all(GENERATORS.get(k).smoke_params for k in cls.prior_kinds), "each prior kind declares smoke_params"
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())

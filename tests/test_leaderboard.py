@@ -190,3 +190,36 @@ def test_page_draws_error_bars_and_marks_distinguishable_effects(tmp_path):
     assert 'data-protocol="custom"' in html and 'data-protocol="quick"' in html  # protocols in separate matrices
     assert 'class="effect sig"' in html and "Δ -20.0 [-20.0, -20.0] *" in html
     assert "± " in html
+
+
+def test_attacks_are_compared_pairwise_on_shared_identities(tmp_path):
+    """`mibench leaderboard compare A B`: per target, the paired difference of A and B over the same
+    identities and seeds, `*` only where its interval excludes 0."""
+    from click.testing import CliRunner
+
+    from mibench.cli import cli
+    from mibench.leaderboard.compare import compare_rows, format_compare
+
+    hard = [0.9, 0.5, 0.7, 0.3] * 10
+
+    def entry(attack, accs, defense="none"):
+        e = _replicated(defense, 0, 0, accs)
+        e["entry_id"] = e["entry_id"].replace("__ppa__", f"__{attack}__")
+        e["attack"] = {**e["attack"], "name": attack}
+        return e
+
+    entries = [entry("gmi", hard), entry("kedmi", [v + 0.1 for v in hard]),
+               entry("gmi", hard, "nls"), entry("kedmi", hard[1:] + hard[:1], "nls"), entry("ppa", hard, "ls")]
+    rows = {r["defense"]: r for r in compare_rows(entries, "kedmi", "gmi", protocol=None)}
+    assert set(rows) == {"none", "nls"}, "a target with only one of the two attacks has no row"
+    assert rows["none"]["Δacc@1"] == "+10.0 [+10.0, +10.0] *" and rows["none"]["covers"] == "identities"
+    assert rows["nls"]["Δacc@1"].startswith("+0.0 [") and not rows["nls"]["Δacc@1"].endswith("*")
+    assert "no target has standard entries of both" in format_compare(entries, "kedmi", "gmi")
+    write_entries(tmp_path / "entries", entries, grids=False)
+    out = CliRunner().invoke(cli, ["leaderboard", "compare", "kedmi", "gmi", "--root", str(tmp_path),
+                                    "--protocol", "all"])
+    assert out.exit_code == 0, out.output
+    assert "+10.0 [+10.0, +10.0] *" in out.output
+    bad = CliRunner().invoke(cli, ["leaderboard", "compare", "kedmi", "gmi", "--root", str(tmp_path),
+                                    "--metric", "acc@2"])
+    assert bad.exit_code != 0 and "not a per-class metric" in str(bad.exception)

@@ -1,4 +1,2 @@
-"""Attacks: the shared pipeline (`base`), access levels, PPA, IF-GMI, LOKT and the no-prior control."""
-
-# Importing these modules registers the attacks.
-from mibench.attacks import ifgmi, lokt, noprior, ppa  # noqa: F401
+"""Attacks: the shared pipeline (`base`), access levels and one module per attack. Every module
+here is imported by `mibench.registry.load_builtins`, which registers the attacks."""

@@ -64,7 +64,17 @@ def map_fixed_batches(fn, size: int, *tensors: torch.Tensor) -> torch.Tensor:
 def adam_on_latents(latents: torch.Tensor, targets: torch.Tensor, keys: torch.Tensor, loss_fn, *,
                     batch_size: int, steps: int, lr: float, betas: tuple[float, float], device: torch.device,
                     desc: str, progress: bool) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Optimise each latent row with Adam, in independent fixed-size (padded) batches.
+    """`optimize_latents` with Adam (lr, betas) on each latent row."""
+    return optimize_latents(latents, targets, keys, loss_fn, batch_size=batch_size, steps=steps,
+                            make_optimizer=lambda params: torch.optim.Adam(params, lr=lr, betas=betas),
+                            device=device, desc=desc, progress=progress)
+
+
+def optimize_latents(latents: torch.Tensor, targets: torch.Tensor, keys: torch.Tensor, loss_fn, *,
+                     batch_size: int, steps: int, make_optimizer, device: torch.device, desc: str,
+                     progress: bool) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Optimise each latent row in independent fixed-size (padded) batches, with the optimiser
+    `make_optimizer([z])` builds per batch.
 
     `loss_fn(z, targets, keys, step, n_real) -> (N,)` is the per-sample loss of a padded batch whose
     first `n_real` rows are real. Returns the optimised latents and {"final_loss": (len(latents),)}."""
@@ -78,7 +88,7 @@ def adam_on_latents(latents: torch.Tensor, targets: torch.Tensor, keys: torch.Te
         # Fixed-size batches (padded with copies of the last row): see `pad_rows`.
         z = pad_rows(latents[a:b], bs).detach().clone().to(device).requires_grad_(True)
         t, k = pad_rows(targets[a:b], bs).to(device), pad_rows(keys[a:b], bs)
-        opt = torch.optim.Adam([z], lr=lr, betas=betas)
+        opt = make_optimizer([z])
         loss = torch.full((bs,), float("nan"))
         for step in range(steps):
             opt.zero_grad(set_to_none=True)
@@ -130,6 +140,24 @@ class AttackContext:
         return None if self.target_id is None else stages_store(attack, self.target_id)
 
 
+def public_images(ctx: AttackContext, resolution: int, attack: str) -> torch.Tensor:
+    """The attacker's public images as uint8 (N, 3, R, R) at `resolution` (for attacks that train
+    a GAN of their own on them)."""
+    make = ctx.public_data
+    if make is None:
+        raise AttackError(f"{attack} trains on public data, but the run provides none",
+                          fix="pass AttackContext.public_data (the runner does this from the target card's "
+                              "`public_data`, its dataset's public split or the default prior's data)")
+    x, _ = (make() if callable(make) else make).load_tensors()
+    if x.shape[-1] != resolution or x.shape[-2] != resolution:
+        from mibench.data.base import resize_images
+        from mibench.ops.imaging import to_uint8
+
+        x = torch.cat([to_uint8(resize_images(x[i:i + 1000].float() / 255, resolution))
+                       for i in range(0, len(x), 1000)])
+    return x
+
+
 def stages_store(attack: str, target_id: str) -> ArtifactCache:
     """Where `attack`'s trained stages for one target ship (`mibench/shipped/stages/<attack>/<id>/`),
     keyed by their content alone like the zoo: every machine then attacks with the same stages."""
@@ -152,6 +180,9 @@ class Attack(ABC):
     config_cls: ClassVar[type] = object
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     needs_prior: ClassVar[bool] = True  # False: the attack trains or brings its own generator
+    # Generator kinds the attack can run on (its default prior is the dataset's `default_for` card
+    # of one of these kinds; another kind given by name is refused before anything runs).
+    prior_kinds: ClassVar[tuple[str, ...]] = ("stylegan2",)
     needs_public_data: ClassVar[bool] = False  # True: it trains on the attacker's public images
     # For dataset kinds no paper preset was made for (`imagefolder`): (largest image size in px,
     # preset) pairs, smallest first. The size is the prior's resolution, or the target's input

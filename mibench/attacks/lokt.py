@@ -47,8 +47,10 @@ from mibench.attacks.base import (
     candidate_keys,
     map_fixed_batches,
     padded_chunks,
+    public_images,
 )
 from mibench.attacks.losses import LOSSES
+from mibench.attacks.stages import StageStore
 from mibench.classifiers.recipe import Augment, TrainRecipe
 from mibench.errors import AttackError
 from mibench.generators.tacgan import (
@@ -60,8 +62,7 @@ from mibench.generators.tacgan import (
     train_tacgan,
 )
 from mibench.ops import rng
-from mibench.ops.cache import Artifact, ArtifactCache, shipped_enabled
-from mibench.ops.fileio import atomic_write_bytes
+from mibench.ops.cache import ArtifactCache
 from mibench.ops.transforms import View, keyed_color_jitter, keyed_rotation, random_resized_crop, to_unit
 from mibench.registry import ATTACKS
 from mibench.seeding import derive_seed
@@ -277,7 +278,7 @@ class LOKTAttack(GenerativeAttack):
             access.credit({PHASE_GAN: gan_summary["queries"]})
             info["resumed"]["tacgan"] = True
         else:
-            real = self._public_images(ctx)
+            real = public_images(ctx, self.config.gan_resolution, "LOKT")
             view = View(size=access.input_size)
             access.set_phase(PHASE_GAN)
             try:
@@ -336,23 +337,6 @@ class LOKTAttack(GenerativeAttack):
         common = {"seed": ctx.seed, "classes": ctx.access.num_classes, "input_size": ctx.access.input_size}
         return {stage: {**fields, **common} for stage, fields in (("tacgan", gan), ("labels", data),
                                                                    ("surrogates", surr))}
-
-    def _public_images(self, ctx: AttackContext) -> Tensor:
-        """The public (attacker-side) images as uint8 (N, 3, R, R) at the T-ACGAN resolution."""
-        make = ctx.public_data
-        if make is None:
-            raise AttackError("LOKT needs public data to train its T-ACGAN, but the run provides none",
-                              fix="pass AttackContext.public_data (the runner does this from the target card's "
-                                  "`public_data`, its dataset's public split or the default prior's data)")
-        ds = make() if callable(make) else make
-        x, _ = ds.load_tensors()
-        r = self.config.gan_resolution
-        if x.shape[-1] != r or x.shape[-2] != r:
-            from mibench.data.base import resize_images
-            from mibench.ops.imaging import to_uint8
-
-            x = torch.cat([to_uint8(resize_images(x[i:i + 1000].float() / 255, r)) for i in range(0, len(x), 1000)])
-        return x
 
     def _holdout_mask(self, num_classes: int) -> Tensor:
         """(num_classes · samples_per_class,) True for the last `holdout_per_class` samples of each class."""
@@ -506,60 +490,25 @@ def _dataset(images: Tensor, labels: Tensor, num_classes: int, split: str):
     return TensorImageDataset(images, labels, [f"c{i}" for i in range(num_classes)], name="lokt-generated", split=split)
 
 
-class _Store:
-    """What `prepare` persists in the run's attack folder (`<run dir>/lokt/`) — artifacts of the artifact cache, keyed by each
-    stage's settings, everything upstream and the code of this attack's import closure (so a change
-    to, e.g., the surrogates' training loop retrains them). A stage saved for other settings or code
-    is not found and is recomputed; a damaged file is one clear error naming it.
-
-    A stage shipped for this target (`shipped`, keyed by the same settings but not the code) is used
-    first, so the shipped embedded targets are attacked with the same T-ACGAN and surrogates on
-    every machine — their training is the chaotic part of LOKT that other CPU arithmetic changes."""
+class _Store(StageStore):
+    """LOKT's stages in the run's attack folder (`<run dir>/lokt/`): the T-ACGAN, the surrogate data
+    labels and the surrogates (see `StageStore`)."""
 
     CODE = ("mibench.attacks.lokt",)
 
     def __init__(self, run_dir: str | Path | None, keys: dict[str, Any], shipped: ArtifactCache | None = None):
-        self.cache = None if run_dir is None else ArtifactCache("lokt-run", root=Path(run_dir))
-        self.keys = keys
-        self.shipped = shipped if shipped_enabled() else None
-        self.used_shipped: set[str] = set()
-
-    def _art(self, name: str, stage: str) -> Artifact | None:
-        if self.shipped is not None:
-            theirs = self.shipped.shipped_artifact(name, self.keys[stage])
-            if theirs.exists():
-                self.used_shipped.add(stage)
-                return theirs
-        return None if self.cache is None else self.cache.artifact(name, self.keys[stage], self.CODE)
-
-    def _load(self, name: str, stage: str) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
-        from safetensors.torch import load_file
-
-        art = self._art(name, stage)
-        if art is None or not art.exists():
-            return None
-        meta = art.meta()
-        return load_file(str(art.file(".safetensors"))), meta
-
-    def _write(self, name: str, stage: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        art = self._art(name, stage)
-        if art is None:
-            return
-        from safetensors.torch import save
-
-        atomic_write_bytes(art.file(".safetensors"), save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
-        art.commit([".safetensors"], meta)
+        super().__init__("lokt-run", self.CODE, run_dir, keys, shipped)
 
     # --- T-ACGAN
     def save_gan(self, G: TACGANGenerator, summary: dict[str, Any]) -> None:
         """Keep the generator only: the attack never uses D after training, and without it a
         shipped stage is 40 % smaller."""
         tensors = {f"G.{k}": v for k, v in G.state_dict().items()}
-        self._write("tacgan", "tacgan", tensors, {"summary": summary, "queries": summary["queries"]})
+        self.write_tensors("tacgan", "tacgan", tensors, {"summary": summary, "queries": summary["queries"]})
 
     def load_gan(self, arch: TACGANArch, num_classes: int, device: torch.device):
         """(G in eval mode, training summary), or None; D tensors of older stage files are ignored."""
-        hit = self._load("tacgan", "tacgan")
+        hit = self.load_tensors("tacgan", "tacgan")
         if hit is None:
             return None
         tensors, meta = hit
@@ -569,11 +518,11 @@ class _Store:
 
     # --- surrogate data labels
     def save_labels(self, labels: Tensor, images: Tensor) -> None:
-        self._write("surrogate-labels", "labels", {"labels": labels},
+        self.write_tensors("surrogate-labels", "labels", {"labels": labels},
                     {"queries": int(labels.numel()), "images_sha256": images_digest(images)})
 
     def load_labels(self, images: Tensor) -> Tensor | None:
-        hit = self._load("surrogate-labels", "labels")
+        hit = self.load_tensors("surrogate-labels", "labels")
         if hit is None or hit[0]["labels"].numel() != len(images):
             return None
         tensors, meta = hit
@@ -586,7 +535,7 @@ class _Store:
 
     # --- surrogates
     def save_surrogate(self, i: int, model: nn.Module, summary: dict[str, Any]) -> None:
-        art = self._art(f"surrogate-{i}", "surrogates")
+        art = self.artifact(f"surrogate-{i}", "surrogates")
         if art is None:
             return
         from mibench.classifiers.checkpoint import save_classifier
@@ -595,7 +544,7 @@ class _Store:
         art.commit([".safetensors", ".json"], {"summary": summary})
 
     def load_surrogate(self, i: int, spec: SurrogateSpec, device: torch.device):
-        art = self._art(f"surrogate-{i}", "surrogates")
+        art = self.artifact(f"surrogate-{i}", "surrogates")
         if art is None or not art.exists():
             return None, None
         from mibench.classifiers.checkpoint import load_classifier

@@ -65,6 +65,8 @@ class PriorKind:
     description: ClassVar[str] = ""
     trained_by_zoo: ClassVar[bool] = True  # False: the attack that uses it trains it (e.g. T-ACGAN)
     weight_suffix: ClassVar[str] = ".safetensors"
+    # A tiny architecture (card params) for contract tests and smoke runs of the attacks on this kind.
+    smoke_params: ClassVar[dict[str, Any]] = {}
 
     def build(self, params: dict[str, Any], resolution: int) -> nn.Module:
         """A freshly initialised network from a card's params."""

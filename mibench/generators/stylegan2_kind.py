@@ -25,6 +25,8 @@ class StyleGAN2Kind(PriorKind):
 
     name = "stylegan2"
     description = "StyleGAN2 (stylegan2-ada-pytorch compatible; loads official G_ema checkpoints safely)"
+    smoke_params = {"z_dim": 16, "w_dim": 16, "mapping_kwargs": {"num_layers": 2},
+                    "synthesis_kwargs": {"channel_base": 128, "channel_max": 16}}
 
     def build(self, params: dict[str, Any], resolution: int) -> Generator:
         """A freshly initialised `Generator` from a card's constructor args (official defaults otherwise)."""

@@ -86,15 +86,26 @@ def preset_for(attack_cls: type[Attack], target: TargetCard, prior: GeneratorCar
                        fix=f"set `attack_preset:` to one of: {', '.join(attack_cls.presets)}")
 
 
-def default_prior(target: TargetCard) -> str:
-    """The target card's `prior`, else the prior card whose `default_for` names the target's dataset."""
-    if target.prior:
+def default_prior(target: TargetCard, kinds: tuple[str, ...] = ("stylegan2",)) -> str:
+    """The prior an attack running on generator `kinds` uses on `target` by default: the target
+    card's `prior` when it is of one of those kinds, else the first prior card (by name) of those
+    kinds whose `default_for` names the target's dataset."""
+    if target.prior and get_card("generator", target.prior).kind in kinds:
         return target.prior
-    for card in list_cards("generator"):
-        if target.dataset.name in card.default_for:
+    for card in sorted(list_cards("generator"), key=lambda c: c.name):
+        if target.dataset.name in card.default_for and card.kind in kinds:
             return card.name
-    raise MIBenchError(f"no default prior for dataset '{target.dataset.name}'",
-                       fix="pass --prior NAME (see `mibench list generators`)")
+    raise MIBenchError(f"no default {' / '.join(kinds)} prior for dataset '{target.dataset.name}'",
+                       fix=f"pass --prior NAME (a {' / '.join(kinds)} card; see `mibench list generators`)")
+
+
+def check_prior_kind(attack_cls: type[Attack], prior: GeneratorCard) -> None:
+    """Refuse a prior of a generator kind the attack cannot run on (e.g. PPA on a GMI GAN)."""
+    if prior.kind not in attack_cls.prior_kinds:
+        raise MIBenchError(f"attack '{attack_cls.name}' runs on {' / '.join(attack_cls.prior_kinds)} priors, but "
+                           f"'{prior.name}' is a {prior.kind} prior", path=prior.path, field="--prior",
+                           fix=f"omit --prior (the default {' / '.join(attack_cls.prior_kinds)} prior of the "
+                               "target's dataset is used) or name a prior of that kind")
 
 
 def public_data_for(target: TargetCard, prior: GeneratorCard | None = None) -> tuple[DatasetRef | None, str]:
@@ -207,7 +218,8 @@ def resolve(spec: RunSpec) -> ResolvedRun:
     attack_cls = ATTACKS.get(spec.attack)
     prior = None
     if attack_cls.needs_prior:
-        prior = get_card("generator", spec.prior or default_prior(target))
+        prior = get_card("generator", spec.prior or default_prior(target, attack_cls.prior_kinds))
+        check_prior_kind(attack_cls, prior)
     preset, preset_source = (spec.preset, "--preset") if spec.preset else preset_for(attack_cls, target, prior)
     # Settings the attack takes from the prior card (e.g. truncation): preset < card < --set.
     defaults = {f: getattr(prior, f) for f in attack_cls.prior_fields} if prior is not None else {}
