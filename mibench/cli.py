@@ -155,7 +155,7 @@ def zoo_calibrate(target: str, param: str, values: str, budget: float | None, de
 @click.argument("names", nargs=-1)
 def zoo_ship(names: tuple[str, ...]) -> None:
     """Maintainers: copy local builds of NAMES (default: the default zoo with its replicates, and the
-    T-ACGAN warm-ups) into mibench/shipped/, with a manifest each. Unchanged weights are left alone."""
+    attribute readers) into mibench/shipped/, with a manifest each. Unchanged weights are left alone."""
     from mibench.zoo.shipping import ship, shipped_size
 
     rows = ship(list(names) or None)

@@ -101,8 +101,8 @@ def test_gradient_penalty_of_a_linear_critic():
         def critic(x, w=w):
             return x.flatten(1) @ w
 
-        real, fake = torch.rand(5, 3, 4, 4), torch.rand(5, 3, 4, 4)
-        gp = gradient_penalty(critic, real, fake, torch.rand(5))
+        real, generated = torch.rand(5, 3, 4, 4), torch.rand(5, 3, 4, 4)
+        gp = gradient_penalty(critic, real, generated, torch.rand(5))
         assert gp.item() == pytest.approx(expected, abs=1e-5)
 
 

@@ -93,7 +93,7 @@ def test_distribution_sampling_and_the_published_loss_scale(tmp_path):
     ctx = _ctx(tmp_path)
     attack.prepare(ctx)
     d = attack.config.gan_z_dim
-    params = attack.initial_selection(ctx, torch.tensor([0, 1, 2]))
+    params = attack.initial_distributions(ctx, 3)
     assert torch.equal(params[:, :d], torch.zeros(3, d)) and torch.equal(params[:, d:], torch.ones(3, d))
     keys = torch.tensor([0, 1, 2])
     z0, z1 = attack.sample(params, keys, 7, 0), attack.sample(params, keys, 7, 1)

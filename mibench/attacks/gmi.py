@@ -131,9 +131,9 @@ class GMIAttack(GenerativeAttack):
     def loss(self, ctx: AttackContext, z: torch.Tensor, targets: torch.Tensor, n_real: int) -> torch.Tensor:
         """Per-sample loss (N,): loss_scale · (−D(G(z)) + λ·CE(T(G(z)), y))."""
         cfg = self.config
-        fake = ctx.prior(z)
-        prior_loss = -ctx.prior.critic(fake)
-        logits = ctx.access.logits(self.view(ctx, ctx.access.input_size)((fake + 1) * 0.5), count=n_real)
+        generated = ctx.prior(z)  # (N, 3, R, R) in [−1, 1]
+        prior_loss = -ctx.prior.critic(generated)
+        logits = ctx.access.logits(self.view(ctx, ctx.access.input_size)((generated + 1) * 0.5), count=n_real)
         identity = F.cross_entropy(logits.float(), targets, reduction="none")
         return cfg.loss_scale * (prior_loss + cfg.lambda_identity * identity)
 

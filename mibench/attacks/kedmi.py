@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mibench.attacks.base import (
+    Attack,
     AttackContext,
     ClassResult,
-    GenerativeAttack,
     map_fixed_batches,
     optimize_latents,
     public_images,
@@ -102,7 +102,7 @@ KEDMI_PRESETS: dict[str, dict[str, Any]] = {
 KEDMI_PRESETS["small"] = dict(KEDMI_PRESETS["synthfaces"])
 
 
-class KEDMIAttack(GenerativeAttack):
+class KEDMIAttack(Attack):
     """KED-MI: a target-aware public GAN and per-class latent distributions."""
 
     name = "kedmi"
@@ -123,11 +123,6 @@ class KEDMIAttack(GenerativeAttack):
         super().__init__(config)
         self.G = self.D = None
         self._info: dict[str, Any] = {}
-
-    @property
-    def num_candidates(self) -> int:
-        """One learnt distribution per class."""
-        return 1
 
     def classes_per_group(self) -> int:
         """Classes optimised together (`batch_size`)."""
@@ -196,50 +191,49 @@ class KEDMIAttack(GenerativeAttack):
         logits = ctx.access.logits(View(size=ctx.access.input_size)(x), count=n_real).float()
         return cfg.loss_scale * (realism(d_logits) + cfg.lambda_identity * F.cross_entropy(logits, targets, reduction="none"))
 
-    def initial_selection(self, ctx: AttackContext, classes: Tensor) -> Tensor:
-        """[μ = 0, log σ² = init_logvar] per class (C, 2·z_dim)."""
+    def initial_distributions(self, ctx: AttackContext, n: int) -> Tensor:
+        """[μ = 0, log σ² = init_logvar] for n classes (n, 2·z_dim)."""
         d = self.config.gan_z_dim
-        return torch.cat([torch.zeros(len(classes), d), torch.full((len(classes), d), self.config.init_logvar)],
-                         1).to(ctx.device)
+        return torch.cat([torch.zeros(n, d), torch.full((n, d), self.config.init_logvar)], 1).to(ctx.device)
 
-    def optimize(self, ctx: AttackContext, latents: Tensor, targets: Tensor,
-                 keys: Tensor) -> tuple[Tensor, dict[str, Any]]:
-        """Adam on every class's (μ, log σ²), one fresh ε per class and iteration."""
+    def learn(self, ctx: AttackContext, classes: Tensor) -> tuple[Tensor, Tensor]:
+        """Each class's learnt (μ, log σ²) (C, 2·z_dim) and final loss (C,): Adam on both, one fresh ε
+        per class and iteration."""
         cfg = self.config
         seed = rng.stream_seed(ctx.seed, self.name, "eps")
-        return optimize_latents(
-            latents, targets, keys, lambda p, t, k, step, n: self.loss(ctx, self.sample(p, k, seed, step), t, n),
+        params, extra = optimize_latents(
+            self.initial_distributions(ctx, len(classes)), classes, classes,
+            lambda p, t, k, step, n: self.loss(ctx, self.sample(p, k, seed, step), t, n),
             batch_size=cfg.batch_size, steps=cfg.steps, device=ctx.device, progress=ctx.progress,
-            make_optimizer=lambda params: torch.optim.Adam(params, lr=cfg.lr), desc=f"{self.name} optimise")
+            make_optimizer=lambda ps: torch.optim.Adam(ps, lr=cfg.lr), desc=f"{self.name} optimise")
+        return params, extra["final_loss"]
 
     @torch.no_grad()
-    def final_selection(self, ctx: AttackContext, latents: Tensor, targets: Tensor, keys: Tensor,
-                        extra: dict[str, Any]) -> tuple[Tensor, Tensor]:
-        """`num_final` draws per learnt distribution: images (C·n, 3, S, S) and target logits (C·n,)."""
+    def draw(self, ctx: AttackContext, params: Tensor, classes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """`num_final` draws z (C·n, z_dim) per learnt distribution, class-major, with their
+        output-size images (C·n, 3, S, S) and target logits of the class (C·n,)."""
         n, bs = self.config.num_final, self.config.batch_size
         seed = rng.stream_seed(ctx.seed, self.name, "final")
-        z = torch.cat([self.sample(latents, keys, seed, j) for j in range(n)], 1).view(len(latents) * n, -1)
-        extra["_z"] = z.cpu()
+        z = torch.cat([self.sample(params, classes, seed, j) for j in range(n)], 1).view(len(params) * n, -1)
         images = map_fixed_batches(lambda zz, _n: self.images(zz), bs, z)
         view = View(size=ctx.access.input_size)
         logits = map_fixed_batches(lambda x, m: ctx.access.logits(view(x), count=m).float(), bs, images)
-        scores = logits.gather(1, targets.repeat_interleave(n).to(logits.device).view(-1, 1)).squeeze(1).cpu()
-        return View(size=ctx.output_size)(images).cpu(), scores
+        scores = logits.gather(1, classes.repeat_interleave(n).to(logits.device).view(-1, 1)).squeeze(1).cpu()
+        return z.cpu(), View(size=ctx.output_size)(images).cpu(), scores
 
     def attack_classes(self, ctx: AttackContext, classes: list[int]) -> list[ClassResult]:
         """Learn each class's distribution and draw its `num_final` reconstructions (all kept)."""
         if self.G is None:
             raise AttackError("KED-MI's GAN is not ready", fix="call prepare(ctx) first")
         cls_t = torch.as_tensor(classes, dtype=torch.long)
-        params, extra = self.optimize(ctx, self.initial_selection(ctx, cls_t), cls_t, cls_t)
-        images, scores = self.final_selection(ctx, params, cls_t, cls_t, extra)
+        params, final_loss = self.learn(ctx, cls_t)
+        z, images, scores = self.draw(ctx, params, cls_t)
         n, d = self.config.num_final, self.config.gan_z_dim
         out = []
         for i, c in enumerate(classes):
             sl = slice(i * n, (i + 1) * n)
-            info = {"final_loss": float(extra["final_loss"][i]),
-                    "sigma_mean": float(torch.exp(0.5 * params[i, d:]).mean())}
-            out.append(ClassResult(c, images[sl].cpu(), extra["_z"][sl], scores[sl], info))
+            info = {"final_loss": float(final_loss[i]), "sigma_mean": float(torch.exp(0.5 * params[i, d:]).mean())}
+            out.append(ClassResult(c, images[sl], z[sl], scores[sl], info))
         return out
 
 

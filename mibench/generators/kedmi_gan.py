@@ -7,7 +7,7 @@ soft labels of the public images (a semi-supervised "k+1" GAN), trained per targ
   dim → 2·dim → 4·dim → 4·dim; the flattened features, minibatch discrimination (64 kernels × 50
   dims; Salimans et al. 2016) and a linear layer to K logits. "Fake" is no extra logit: the
   realism score is LSE(logits).
-- `train_kedmi_gan`: per critic step on a labelled batch x, an unlabelled batch x_u and fakes,
+- `train_kedmi_gan`: per critic step on a labelled batch x, an unlabelled batch x_u and generated images,
   D loss = soft-CE(D(x), softmax T(x)) + ½·[mean softplus(LSE D(x_u)) − mean LSE D(x_u) +
   mean softplus(LSE D(G(z)))]; every `n_critic` steps the generator minimises the feature-matching
   loss |mean f(G(z)) − mean f(x_u2)|₁ (mean over features) + 1e-4 · Σ entropy(softmax D(G(z))).
@@ -158,12 +158,12 @@ def train_kedmi_gan(images_uint8: Tensor, soft_labels: Callable[[Tensor], Tensor
         x = batch("label")
         with torch.no_grad():
             target_logits = soft_labels(x).float().to(device)
-        fake = G(torch.randn(bs, recipe.z_dim, generator=gen).to(device))
+        generated = G(torch.randn(bs, recipe.z_dim, generator=gen).to(device))
         _, out_label = D(x)
         _, out_unlabel = D(batch("unlabel"))
-        _, out_fake = D(fake)
+        _, out_generated = D(generated)
         loss_lab = -(torch.softmax(target_logits, 1) * torch.log_softmax(out_label, 1)).sum(1).mean()
-        lse_u, lse_f = torch.logsumexp(out_unlabel, 1), torch.logsumexp(out_fake, 1)
+        lse_u, lse_f = torch.logsumexp(out_unlabel, 1), torch.logsumexp(out_generated, 1)
         loss_unlab = 0.5 * (F.softplus(lse_u).mean() - lse_u.mean() + F.softplus(lse_f).mean())
         loss_d = loss_lab + loss_unlab
         opt_d.zero_grad(set_to_none=True)

@@ -5,7 +5,7 @@ Each step is one critic update on a batch of real images: loss −(mean D(x) −
 `n_critic` steps the generator is updated with −mean D(G(z)) on fresh latents. Adam for both.
 Defaults are GMI's (`AI-secure/GMI-Attack`, Celeba/celeba.json and train_gan.py): batch 64,
 n_critic 5, lr 2e-4, betas (0.5, 0.999), penalty 10, 280 epochs. The generator stays in train mode
-while the critic trains (its batch-norm running statistics follow the fakes, as in that code).
+while the critic trains (its batch-norm running statistics follow the generated images, as in that code).
 
 Every draw comes from one seeded generator; with `checkpoint` the whole state is written every
 `checkpoint_every` steps and a re-run resumes from it with the same bytes as an uninterrupted run.
@@ -73,9 +73,10 @@ class WGANGPResult:
     stopped_by: str  # 'steps' or 'time'
 
 
-def gradient_penalty(D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """mean (‖∇D(x̂)‖₂ − 1)² over per-sample interpolates x̂ = real + α(fake − real), α (N,)."""
-    x = (real + alpha.view(-1, 1, 1, 1) * (fake - real)).requires_grad_(True)
+def gradient_penalty(D: torch.nn.Module, real: torch.Tensor, generated: torch.Tensor, alpha: torch.Tensor
+                     ) -> torch.Tensor:
+    """mean (‖∇D(x̂)‖₂ − 1)² over per-sample interpolates x̂ = real + α(generated − real), α (N,)."""
+    x = (real + alpha.view(-1, 1, 1, 1) * (generated - real)).requires_grad_(True)
     (g,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
     return ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
@@ -137,7 +138,6 @@ def train_wgan_gp(images_uint8: torch.Tensor, prior: GMIPrior, recipe: WGANGPRec
 
     start = time.monotonic() - seconds_before
     stopped_by = "steps"
-    g_every = recipe.n_critic
     bar = tqdm(total=total, initial=step, disable=not progress, desc="wgan-gp", unit="step")
     try:
         while step < total:
@@ -149,9 +149,9 @@ def train_wgan_gp(images_uint8: torch.Tensor, prior: GMIPrior, recipe: WGANGPRec
             G.requires_grad_(False)
             D.requires_grad_(True)
             real = next_reals()
-            fake = G(latents()).detach()
-            wd = D(real).mean() - D(fake).mean()
-            gp = gradient_penalty(D, real, fake, torch.rand(bs, generator=gen).to(device))
+            generated = G(latents()).detach()
+            wd = D(real).mean() - D(generated).mean()
+            gp = gradient_penalty(D, real, generated, torch.rand(bs, generator=gen).to(device))
             loss_d = -wd + recipe.gp_weight * gp
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
@@ -159,14 +159,14 @@ def train_wgan_gp(images_uint8: torch.Tensor, prior: GMIPrior, recipe: WGANGPRec
             sums["wasserstein"] = sums.get("wasserstein", 0.0) + float(wd.detach())
             sums["gp"] = sums.get("gp", 0.0) + float(gp.detach())
             # --- generator, every n_critic critic steps ---
-            if step % g_every == 0:
+            if step % recipe.n_critic == 0:
                 G.requires_grad_(True)
                 D.requires_grad_(False)
                 loss_g = -D(G(latents())).mean()
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
-                sums["loss_g"] = sums.get("loss_g", 0.0) + float(loss_g.detach()) * g_every
+                sums["loss_g"] = sums.get("loss_g", 0.0) + float(loss_g.detach()) * recipe.n_critic
             record: dict[str, Any] | None = None
             if step % recipe.log_every == 0 or step == total:
                 n = recipe.log_every if step % recipe.log_every == 0 else step % recipe.log_every

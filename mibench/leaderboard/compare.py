@@ -34,7 +34,7 @@ def compare_rows(entries: list[dict[str, Any]], attack: str, baseline: str, metr
                      f"Δ{metric}": "n/a" if diff is None else
                      f"{100 * diff.value:+.1f} [{100 * diff.lo:+.1f}, {100 * diff.hi:+.1f}]"
                      f"{' *' if diff.excludes_zero() else ''}",
-                     "covers": "n/a" if diff is None else " + ".join(diff.covers), "_diff": diff})
+                     "covers": "n/a" if diff is None else " + ".join(diff.covers)})
     return rows
 
 
@@ -44,5 +44,4 @@ def format_compare(entries: list[dict[str, Any]], attack: str, baseline: str, me
     rows = compare_rows(entries, attack, baseline, metric, protocol)
     if not rows:
         return f"no target has {protocol or 'any'} entries of both {attack} and {baseline}"
-    cols = [k for k in rows[0] if not k.startswith("_")]
-    return text_table([{k: r[k] for k in cols} for r in rows], cols)
+    return text_table(rows, list(rows[0]))

@@ -24,7 +24,7 @@ from mibench.cards import card_hash, load_card, replicate_card, replicate_index
 from mibench.errors import MIBenchError
 from mibench.metrics.attribute_reader import READERS, reader_artifact
 from mibench.ops import cache
-from mibench.ops.cache import Artifact, code_version
+from mibench.ops.cache import Artifact
 from mibench.ops.fileio import sha256_file
 from mibench.ops.machine import cpu_capability, cpu_name
 from mibench.zoo.build import zoo_cards
@@ -54,28 +54,14 @@ def _manifest(kind: str, card: Any, art: Artifact) -> dict[str, Any]:
     return out
 
 
-def _warmups() -> list[Artifact]:
-    """Local T-ACGAN warm-ups made by the current code (the ones the default suite used)."""
-    from mibench.generators.tacgan import WARMUPS
+def ship(names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Copy the local builds of the zoo entries `names` (default: the default zoo, replicates included,
+    and the attribute readers) into the shipped store. Entries whose files are unchanged are left as
+    they are. Returns one row per artifact.
 
-    current = code_version("mibench.generators.tacgan")
-    out = []
-    for sidecar in sorted(WARMUPS.root.glob("*.artifact.json")):
-        stem = sidecar.name[:-len(".artifact.json")]
-        name, _, key = stem.rpartition("-")
-        art = Artifact(WARMUPS.root, name, key, ("mibench.generators.tacgan",))
-        record = art.record()
-        if record.get("code_version") == current and record.get("content") is not None:
-            out.append(Artifact(WARMUPS.root, name, key, art.code, record["content"]))
-    return out
-
-
-def ship(names: list[str] | None = None, warmups: bool = True) -> list[dict[str, Any]]:
-    """Copy the local builds of the zoo entries `names` (default: the default zoo, replicates included)
-    and, with `warmups`, the current T-ACGAN warm-ups into the shipped store. Entries whose files are
-    unchanged are left as they are. Returns one row per artifact."""
-    from mibench.generators.tacgan import WARMUPS
-
+    LOKT's T-ACGAN warm-up (4.6 MB) is not shipped, to keep the store within its size budget: the
+    shipped LOKT stages of the embedded targets already contain its result, and a target without
+    shipped stages trains it once per machine (≈ 3 min), cached like every other stage."""
     rows = []
     for kind, card in zoo_cards(names):
         local = target_artifact(card, local=True) if kind == "target" else prior_artifact(card, local=True)
@@ -85,10 +71,7 @@ def ship(names: list[str] | None = None, warmups: bool = True) -> list[dict[str,
         area = TARGETS if kind == "target" else PRIORS
         out, changed = area.ship(local, _manifest(kind, card, local))
         rows.append(_row(card.name, out, changed))
-    if warmups and not names:
-        for art in _warmups():
-            out, changed = WARMUPS.ship(art, _manifest("tacgan-warmup", None, art))
-            rows.append(_row(art.name, out, changed))
+    if not names:
         for art in _readers():
             out, changed = READERS.ship(art, _manifest("attribute-reader", None, art))
             rows.append(_row(art.name, out, changed))
