@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mibench import registry
+from mibench.attacks.addon import attack_class, attack_names
 from mibench.cards import list_cards
 
 
@@ -41,8 +42,8 @@ def rows(kind: str) -> tuple[list[dict], list[str]]:
         return out, ["name", "kind", "params", "reference"]
     if kind == "attacks":
         out = []
-        for name in registry.ATTACKS.names():
-            a = registry.ATTACKS.get(name)
+        for name in attack_names():
+            a = attack_class(name)
             out.append({"name": name, "access": a.access_level, "prior": " / ".join(a.prior_kinds) if a.needs_prior else "own",
                         "presets": ", ".join(a.presets), "suite": "yes" if a.in_default_suite else "no",
                         "description": a.description})

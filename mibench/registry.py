@@ -97,6 +97,8 @@ ARCHITECTURES: Registry[Any] = Registry("architecture")
 DEFENSES: Registry[Any] = Registry("defense")
 GENERATORS: Registry[Any] = Registry("generator")
 ATTACKS: Registry[Any] = Registry("attack")
+# Switchable extensions of attacks (LOMMA): `mibench.attacks.addon`; run as "<attack>+<add-on>".
+ADDONS: Registry[Any] = Registry("attack add-on")
 METRICS: Registry[Any] = Registry("metric")
 
 

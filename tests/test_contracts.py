@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mibench.attacks.access import ACCESS_LEVELS, BlackBox, LabelOnly, WhiteBox
+from mibench.attacks.addon import attack_class, attack_names
 from mibench.attacks.base import Attack, AttackContext
 from mibench.classifiers.architectures import build_classifier
 from mibench.classifiers.recipe import TrainRecipe
@@ -17,13 +18,13 @@ from mibench.data import load_dataset
 from mibench.data.base import TensorImageDataset
 from mibench.errors import AttackError, CardError
 from mibench.metrics.base import ClassBatch, Metric, RunBatch
-from mibench.registry import ATTACKS, DEFENSES, GENERATORS, METRICS
+from mibench.registry import DEFENSES, GENERATORS, METRICS
 
 RES, K = 16, 4
 PUBLIC = {"resolution": RES, "num_private": K, "train_per_class": 4, "test_per_class": 2, "num_public": 12,
           "public_per_identity": 2, "num_shifted": 2, "shifted_per_identity": 1}
 # What each access level lets an attack touch on its access object.
-ALLOWED = {"white-box": {"logits", "model"}, "black-box": {"probs"}, "label-only": {"labels"}}
+ALLOWED = {"white-box": {"logits", "features_and_logits", "model"}, "black-box": {"probs"}, "label-only": {"labels"}}
 COMMON = {"num_classes", "input_size", "device", "queries", "queries_by_phase", "set_phase", "credit", "level",
           "budget"}
 
@@ -66,9 +67,9 @@ def _run(cls, classes, ctx):
     return attack.attack_classes(ctx, classes)
 
 
-@pytest.mark.parametrize("name", ATTACKS.names())
+@pytest.mark.parametrize("name", attack_names())
 def test_attack_declares_what_the_runner_needs(name):
-    cls = ATTACKS.get(name)
+    cls = attack_class(name)
     assert issubclass(cls, Attack) and cls.name == name and cls.description
     assert cls.access_level in ACCESS_LEVELS
     assert "smoke" in cls.presets, "every attack declares a seconds-long `smoke` preset for these tests"
@@ -82,18 +83,18 @@ def test_attack_declares_what_the_runner_needs(name):
         assert all(GENERATORS.get(k).smoke_params for k in cls.prior_kinds), "each prior kind declares smoke_params"
 
 
-@pytest.mark.parametrize("name", ATTACKS.names())
+@pytest.mark.parametrize("name", attack_names())
 def test_attack_rejects_a_bad_config_field(name):
-    cls = ATTACKS.get(name)
+    cls = attack_class(name)
     with pytest.raises(AttackError, match="no_such_setting"):
         cls.from_preset("smoke", {"no_such_setting": 1})
     with pytest.raises(AttackError, match="has no preset"):
         cls.from_preset("no-such-preset")
 
 
-@pytest.mark.parametrize("name", ATTACKS.names())
+@pytest.mark.parametrize("name", attack_names())
 def test_attack_is_deterministic_batching_invariant_and_stays_in_its_access_level(name, tmp_path):
-    cls = ATTACKS.get(name)
+    cls = attack_class(name)
     ctx = _ctx(cls, tmp_path / "a", spy=True)
     together = _run(cls, [0, 1], ctx)
     used = ctx.access.used - COMMON

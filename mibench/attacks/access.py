@@ -58,7 +58,7 @@ class WhiteBox(TargetAccess):
     """Full access: the model itself, differentiable logits and features."""
 
     level = "white-box"
-    _allowed = "model, logits(), features()"
+    _allowed = "model, logits(), features_and_logits()"
 
     def __init__(self, model: nn.Module, num_classes: int, input_size: int, device: torch.device | str):
         super().__init__(num_classes, input_size, device)
@@ -69,6 +69,12 @@ class WhiteBox(TargetAccess):
         them (the rest are batch padding) are counted as queries (default: all N)."""
         self._count(x.shape[0] if count is None else count)
         return self.model(x)
+
+    def features_and_logits(self, x: torch.Tensor, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(penultimate features (N, D), logits (N, K)) of images in [0, 1] from one differentiable
+        forward pass (counted as `logits`)."""
+        self._count(x.shape[0] if count is None else count)
+        return self.model.forward_with_features(x)
 
 
 class BlackBox(TargetAccess):

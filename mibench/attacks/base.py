@@ -136,8 +136,9 @@ class AttackContext:
     target_id: str | None = None
 
     def shipped_stages(self, attack: str) -> ArtifactCache | None:
-        """The read-only store of `attack`'s stages shipped for this target, or None."""
-        return None if self.target_id is None else stages_store(attack, self.target_id)
+        """The read-only store of `attack`'s stages shipped for this target, or None. A composed
+        attack ("kedmi+lomma") finds its base's stages ("kedmi"): an add-on does not change them."""
+        return None if self.target_id is None else stages_store(attack.partition("+")[0], self.target_id)
 
 
 def public_images(ctx: AttackContext, resolution: int, attack: str) -> torch.Tensor:
@@ -156,6 +157,21 @@ def public_images(ctx: AttackContext, resolution: int, attack: str) -> torch.Ten
         x = torch.cat([to_uint8(resize_images(x[i:i + 1000].float() / 255, resolution))
                        for i in range(0, len(x), 1000)])
     return x
+
+
+def merge_settings(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Later layers over earlier ones; a dotted key ("lomma.lambda_reg") or a mapping under the key
+    of a nested config (an add-on's) changes only the fields it names."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            head, dot, rest = key.partition(".")
+            if dot:
+                value, key = {rest: value}, head
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                value = merge_settings(out[key], value)
+            out[key] = value
+    return out
 
 
 def stages_store(attack: str, target_id: str) -> ArtifactCache:
@@ -191,6 +207,9 @@ class Attack(ABC):
     prior_fields: ClassVar[tuple[str, ...]] = ()  # config fields whose default comes from the prior card
     cost: ClassVar[float] = 1.0  # relative run time; ≥ COSTLY starts first in a suite (it may train a shared stage)
     in_default_suite: ClassVar[bool] = True
+    # True: the loss goes through `identity_loss(ctx, x, targets, n_real) -> (N,)` on target-input
+    # images, which an add-on may replace (`mibench.attacks.addon`).
+    identity_hook: ClassVar[bool] = False
 
     COSTLY: ClassVar[float] = 5.0
 
@@ -205,7 +224,7 @@ class Attack(ABC):
         if preset not in cls.presets:
             raise AttackError(f"attack '{cls.name}' has no preset '{preset}'{suggest(preset, list(cls.presets))}",
                               fix=f"use one of: {', '.join(cls.presets)}")
-        data = {**cls.presets[preset], **(defaults or {}), **(overrides or {})}
+        data = merge_settings(cls.presets[preset], defaults or {}, overrides or {})
         return cls(from_dict(cls.config_cls, data, path=f"attack {cls.name} (preset {preset})",
                              error=AttackError))
 

@@ -114,6 +114,7 @@ class GMIAttack(GenerativeAttack):
     prior_kinds = ("gmi",)
     cost = 1.0
     in_default_suite = False  # run by name (`--attack gmi`): the regression suite guards PPA / IF-GMI / LOKT
+    identity_hook = True  # LOMMA (`gmi+lomma`) replaces `identity_loss`
 
     def view(self, ctx: AttackContext, size: int) -> View:
         """Generator image → an image of side `size` (the target's input, or the output size)."""
@@ -133,9 +134,15 @@ class GMIAttack(GenerativeAttack):
         cfg = self.config
         generated = ctx.prior(z)  # (N, 3, R, R) in [−1, 1]
         prior_loss = -ctx.prior.critic(generated)
-        logits = ctx.access.logits(self.view(ctx, ctx.access.input_size)((generated + 1) * 0.5), count=n_real)
-        identity = F.cross_entropy(logits.float(), targets, reduction="none")
+        identity = self.identity_loss(ctx, self.view(ctx, ctx.access.input_size)((generated + 1) * 0.5), targets,
+                                      n_real)
         return cfg.loss_scale * (prior_loss + cfg.lambda_identity * identity)
+
+    def identity_loss(self, ctx: AttackContext, x: torch.Tensor, targets: torch.Tensor, n_real: int) -> torch.Tensor:
+        """Per-sample identity loss (N,) of target-input images x: CE(T(x), y). An add-on (LOMMA)
+        replaces it (`mibench.attacks.addon`)."""
+        logits = ctx.access.logits(x, count=n_real)
+        return F.cross_entropy(logits.float(), targets, reduction="none")
 
     def optimize(self, ctx: AttackContext, latents: torch.Tensor, targets: torch.Tensor,
                  keys: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:

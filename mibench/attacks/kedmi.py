@@ -116,6 +116,7 @@ class KEDMIAttack(Attack):
     needs_public_data = True
     cost = 2.0
     in_default_suite = False
+    identity_hook = True  # LOMMA (`kedmi+lomma`) replaces `identity_loss`
 
     CODE = ("mibench.attacks.kedmi",)
 
@@ -188,8 +189,14 @@ class KEDMIAttack(Attack):
         cfg = self.config
         x = self.images(z)
         _, d_logits = self.D(x, batch_coupling=False)
-        logits = ctx.access.logits(View(size=ctx.access.input_size)(x), count=n_real).float()
-        return cfg.loss_scale * (realism(d_logits) + cfg.lambda_identity * F.cross_entropy(logits, targets, reduction="none"))
+        identity = self.identity_loss(ctx, View(size=ctx.access.input_size)(x), targets, n_real)
+        return cfg.loss_scale * (realism(d_logits) + cfg.lambda_identity * identity)
+
+    def identity_loss(self, ctx: AttackContext, x: Tensor, targets: Tensor, n_real: int) -> Tensor:
+        """Per-sample identity loss (N,) of target-input images x: CE(T(x), y). An add-on (LOMMA)
+        replaces it (`mibench.attacks.addon`)."""
+        logits = ctx.access.logits(x, count=n_real).float()
+        return F.cross_entropy(logits, targets, reduction="none")
 
     def initial_distributions(self, ctx: AttackContext, n: int) -> Tensor:
         """[μ = 0, log σ² = init_logvar] for n classes (n, 2·z_dim)."""

@@ -16,7 +16,8 @@ The target is reached only through a `LabelOnly` access object (argmax labels, e
    `num_candidates` latents z of G(z, class) optimised with Adam (lr 0.1) on the max-margin loss
    averaged over surrogates and `aug_views` random views (published code: crop 0.8–1,
    brightness/contrast 0.2, flip, rotation ±5° with p 0.5); the `num_final` candidates with the
-   highest mean surrogate confidence are kept. The attack phase makes no target queries.
+   highest mean surrogate confidence are kept. The attack phase makes no target queries. It is
+   PLG-MI's attack run on the surrogates: the code is shared (`mibench.attacks.conditional_inversion`).
 
 Sources: the paper (NeurIPS 2023) and the authors' code (train_tacgan.py, train_surrogate_model.py,
 plg_tacgan.py, models/generators/resnet64.py of ngoc-nguyen-0/LOKT_neurips2023).
@@ -43,14 +44,15 @@ from torch import Tensor, nn
 from mibench.attacks.base import (
     AttackContext,
     GenerativeAttack,
-    adam_on_latents,
     candidate_keys,
     map_fixed_batches,
     padded_chunks,
     public_images,
 )
+from mibench.attacks.conditional_inversion import InversionSpec, invert, select_by_confidence, views_loss
 from mibench.attacks.losses import LOSSES
 from mibench.attacks.stages import StageStore
+from mibench.attacks.surrogates import SurrogateEnsemble, SurrogateSpec
 from mibench.classifiers.recipe import Augment, TrainRecipe
 from mibench.errors import AttackError
 from mibench.generators.tacgan import (
@@ -63,7 +65,7 @@ from mibench.generators.tacgan import (
 )
 from mibench.ops import rng
 from mibench.ops.cache import ArtifactCache
-from mibench.ops.transforms import View, keyed_color_jitter, keyed_rotation, random_resized_crop, to_unit
+from mibench.ops.transforms import View, to_unit
 from mibench.registry import ATTACKS
 from mibench.seeding import derive_seed
 
@@ -71,14 +73,6 @@ log = logging.getLogger(__name__)
 
 PHASE_GAN = "gan-training"
 PHASE_DATA = "surrogate-data"
-
-
-@dataclass
-class SurrogateSpec:
-    """One surrogate classifier: a registered architecture and its parameters."""
-
-    architecture: str
-    arch_params: dict[str, Any] = field(default_factory=dict)
 
 
 def _densenets() -> list[SurrogateSpec]:
@@ -224,17 +218,6 @@ LOKT_PRESETS: dict[str, dict[str, Any]] = {
 # Any small-image data without a paper preset (e.g. a 32-64 px `imagefolder`): the embedded setting,
 # under a name that does not claim to be synthfaces.
 LOKT_PRESETS["small"] = dict(LOKT_PRESETS["synthfaces"])
-
-
-class SurrogateEnsemble(nn.Module):
-    """Images (N, 3, H, W) in [0, 1] → logits (N, K) averaged over the surrogate classifiers."""
-
-    def __init__(self, members: list[nn.Module]):
-        super().__init__()
-        self.members = nn.ModuleList(members)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.stack([m(x).float() for m in self.members]).mean(0)
 
 
 class LOKTAttack(GenerativeAttack):
@@ -418,60 +401,41 @@ class LOKTAttack(GenerativeAttack):
         keys = candidate_keys(classes, self.num_candidates)
         return rng.normal_matrix(rng.stream_seed(ctx.seed, "lokt", "init"), keys, self.config.gan_z_dim).to(ctx.device)
 
+    def inversion_spec(self) -> InversionSpec:
+        """The attack-phase settings (`mibench.attacks.conditional_inversion`, shared with PLG-MI)."""
+        return InversionSpec.from_config(self.config)
+
+    def _surrogate_models(self) -> list:
+        """The surrogates as inversion models (they ignore the padding count: no target queries)."""
+        return [lambda x, _n, s=s: s(x) for s in self.surrogate_models]
+
     def attack_view(self, x: Tensor, seed: int, keys: Tensor, counter: int) -> Tensor:
         """One random view of images (N, 3, R, R), in kornia's order: resized crop (+ flip), then
         brightness/contrast jitter, then a small rotation (each keyed by sample and counter)."""
-        cfg = self.config
-        x = random_resized_crop(x, seed, keys, counter, cfg.aug_scale, cfg.aug_ratio, cfg.aug_flip)
-        x = keyed_color_jitter(x, seed, keys, counter, cfg.aug_brightness, cfg.aug_contrast)
-        return keyed_rotation(x, seed, keys, counter, cfg.aug_rotation)
+        return self.inversion_spec().augment(x, seed, keys, counter)
 
     def surrogate_loss(self, x: Tensor, targets: Tensor, keys: Tensor, step: int, seed: int) -> Tensor:
         """Per-sample loss (N,): the identity loss averaged over surrogates and `aug_views` random views,
         each surrogate seeing its own views (as the published code draws them per surrogate)."""
-        cfg = self.config
-        total = torch.zeros(x.shape[0], device=x.device)
-        n_s = len(self.surrogate_models)
-        for i, s in enumerate(self.surrogate_models):
-            for v in range(cfg.aug_views):
-                total = total + self.loss_fn(s(self.attack_view(x, seed, keys, (step * n_s + i) * cfg.aug_views + v)),
-                                             targets)
-        return total / (cfg.aug_views * n_s)
+        return views_loss(self._surrogate_models(), self.loss_fn, x, targets, keys, step, seed,
+                          self.inversion_spec(), x.shape[0])
 
     def optimize(self, ctx: AttackContext, latents: Tensor, targets: Tensor,
                  keys: Tensor) -> tuple[Tensor, dict[str, Any]]:
         """Adam on z of G(z, class) per candidate, in independent fixed-size batches."""
-        cfg = self.config
-        seed = rng.stream_seed(ctx.seed, "lokt", "optimize")
-        return adam_on_latents(latents, targets, keys,
-                               lambda z, t, k, step, _n: self.surrogate_loss(self.synthesize(z, t), t, k, step, seed),
-                               batch_size=cfg.batch_size, steps=cfg.steps, lr=cfg.lr, betas=(0.9, 0.999),
-                               device=ctx.device, desc="lokt optimise", progress=ctx.progress)
+        return invert(self.synthesize, self._surrogate_models(), self.loss_fn, latents, targets, keys,
+                      self.inversion_spec(), seed=rng.stream_seed(ctx.seed, "lokt", "optimize"), device=ctx.device,
+                      desc="lokt optimise", progress=ctx.progress)
 
     @torch.no_grad()
     def final_selection(self, ctx: AttackContext, latents: Tensor, targets: Tensor, keys: Tensor,
                         extra: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """Images at the output size and each candidate's mean surrogate confidence in its class over
         `final_views` random views (no target queries)."""
-        cfg = self.config
-        seed = rng.stream_seed(ctx.seed, "lokt", "final-selection")
-        t_dev = targets.to(ctx.device)
-        images = map_fixed_batches(lambda z, y, _n: self.synthesize(z, y), cfg.selection_batch_size, latents, t_dev)
-        ensemble = self.surrogate_ensemble()
-
-        def confidence(imgs: Tensor, k: Tensor, t: Tensor, v: int, _n: int) -> Tensor:
-            x = random_resized_crop(imgs, seed, k, v, cfg.final_scale, cfg.final_ratio, cfg.final_flip)
-            p = torch.stack([torch.softmax(s(x).float(), 1) for s in ensemble.members]).mean(0)
-            return p.gather(1, t.view(-1, 1)).squeeze(1).cpu()
-
-        scores = torch.zeros(len(images))
-        views = max(cfg.final_views, 1)
-        for v in range(views):
-            scores += map_fixed_batches(lambda i, k, t, n, v=v: confidence(i, k, t, v, n), cfg.selection_batch_size,
-                                        images, keys, t_dev)
-        scores /= views
-        scores[~torch.isfinite(images.flatten(1).sum(1)).cpu()] = float("nan")
-        return View(size=ctx.output_size)(images).cpu(), scores
+        self.surrogate_ensemble()  # a clear error when the surrogates are not trained
+        return select_by_confidence(self.synthesize, self._surrogate_models(), latents, targets, keys,
+                                    self.inversion_spec(), seed=rng.stream_seed(ctx.seed, "lokt", "final-selection"),
+                                    device=ctx.device, output_size=ctx.output_size)
 
 
 def _brief_gan(summary: dict[str, Any]) -> dict[str, Any]:
@@ -535,23 +499,11 @@ class _Store(StageStore):
 
     # --- surrogates
     def save_surrogate(self, i: int, model: nn.Module, summary: dict[str, Any]) -> None:
-        art = self.artifact(f"surrogate-{i}", "surrogates")
-        if art is None:
-            return
-        from mibench.classifiers.checkpoint import save_classifier
-
-        save_classifier(model, art.stem, meta={"lokt_summary": summary})
-        art.commit([".safetensors", ".json"], {"summary": summary})
+        self.write_classifier(f"surrogate-{i}", "surrogates", model, summary, sidecar_key="lokt_summary")
 
     def load_surrogate(self, i: int, spec: SurrogateSpec, device: torch.device):
-        art = self.artifact(f"surrogate-{i}", "surrogates")
-        if art is None or not art.exists():
-            return None, None
-        from mibench.classifiers.checkpoint import load_classifier
-
-        art.meta()
-        model, meta = load_classifier(art.stem, expected_arch=spec.architecture, device=device)
-        return model, meta["lokt_summary"]
+        hit = self.load_classifier(f"surrogate-{i}", "surrogates", spec.architecture, device)
+        return (None, None) if hit is None else hit
 
 
 ATTACKS.register("lokt", description=LOKTAttack.description)(LOKTAttack)

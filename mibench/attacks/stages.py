@@ -61,3 +61,26 @@ class StageStore:
 
         atomic_write_bytes(art.file(".safetensors"), save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
         art.commit([".safetensors"], meta)
+
+    def write_classifier(self, name: str, stage: str, model, summary: dict[str, Any],
+                         sidecar_key: str = "stage_summary") -> None:
+        """Store a trained classifier (safetensors + sidecar, the summary under `sidecar_key` there
+        too) with its training summary; a no-op without a run folder."""
+        art = self.artifact(name, stage)
+        if art is None:
+            return
+        from mibench.classifiers.checkpoint import save_classifier
+
+        save_classifier(model, art.stem, meta={sidecar_key: summary})
+        art.commit([".safetensors", ".json"], {"summary": summary})
+
+    def load_classifier(self, name: str, stage: str, architecture: str, device) -> tuple[Any, dict[str, Any]] | None:
+        """(classifier in eval mode, its training summary) of a stored stage, or None."""
+        art = self.artifact(name, stage)
+        if art is None or not art.exists():
+            return None
+        from mibench.classifiers.checkpoint import load_classifier
+
+        meta = art.meta()
+        model, _ = load_classifier(art.stem, expected_arch=architecture, device=device)
+        return model, meta["summary"]

@@ -9,6 +9,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from mibench.attacks.addon import attack_class
 from mibench.attacks.base import Attack
 from mibench.cards import (
     DatasetRef,
@@ -20,7 +21,7 @@ from mibench.cards import (
     resolve_defense,
 )
 from mibench.errors import MIBenchError
-from mibench.registry import ATTACKS, DATASETS, METRICS
+from mibench.registry import DATASETS, METRICS
 from mibench.typed import to_dict
 
 
@@ -215,7 +216,7 @@ def resolve(spec: RunSpec) -> ResolvedRun:
         spec = dataclasses.replace(spec, classes=get_protocol(spec.protocol).classes(target.num_classes))
     for m in spec.extra_metrics:
         METRICS.get(m)  # an unknown metric fails here, with a suggestion
-    attack_cls = ATTACKS.get(spec.attack)
+    attack_cls = attack_class(spec.attack)
     prior = None
     if attack_cls.needs_prior:
         prior = get_card("generator", spec.prior or default_prior(target, attack_cls.prior_kinds))

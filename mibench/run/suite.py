@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mibench.attacks.addon import attack_class
 from mibench.attacks.base import Attack
 from mibench.cards import list_cards, replicate_name
 from mibench.errors import MIBenchError
@@ -83,7 +84,7 @@ def run_suite(attacks: list[str] | None = None, classes: list[int] | None = None
     from mibench import zoo
 
     for a in attacks or []:
-        ATTACKS.get(a)  # an unknown name fails here, with a suggestion, before anything runs
+        attack_class(a)  # an unknown name fails here, with a suggestion, before anything runs
     t0 = time.time()
     specs = suite_specs(attacks, classes, seed, extra_metrics=extra_metrics, protocol=protocol, replicate=replicate)
     if not specs:
@@ -128,7 +129,7 @@ def schedule(specs: list[RunSpec]) -> list[int]:
     train a cached stage its other runs share, e.g. LOKT's T-ACGAN warm-up, which the other runs of
     that attack wait for), then the cheap runs (they keep the other workers busy meanwhile), then the
     remaining costly runs, longest first."""
-    cost = [ATTACKS.get(s.attack).cost for s in specs]
+    cost = [attack_class(s.attack).cost for s in specs]
     costly = [i for i in range(len(specs)) if cost[i] >= Attack.COSTLY]
     first: dict[str, int] = {}
     for i in costly:

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from mibench.attacks.addon import attack_class
 from mibench.cards import card_hash, load_card, replicate_card, replicate_index
 from mibench.errors import MIBenchError
 from mibench.metrics.attribute_reader import READERS, reader_artifact
@@ -111,21 +112,37 @@ def ship_stages(run_dirs: list[Path]) -> list[dict[str, Any]]:
             raise MIBenchError("not a run folder (no readable config.json)", path=run_dir,
                                fix="pass a folder that `mibench run` created") from None
         attack, target = config["attack"]["name"], config["target"]
-        folder = run_dir / attack
-        sidecars = sorted(folder.glob("*.artifact.json"))
-        if not sidecars:
-            raise MIBenchError(f"the run kept no {attack} stages", path=folder,
+        base, _, addon = attack.partition("+")
+        # (folder, shipped name): the base's stages, then a composed attack's add-on stages.
+        parts = [(run_dir / attack, base)]
+        if addon:
+            field = attack_class(attack).addon_cls.field
+            parts.append((run_dir / attack / field, field))
+        found = [(folder, name, sorted(folder.glob("*.artifact.json"))) for folder, name in parts]
+        if not any(sidecars for _, _, sidecars in found):
+            raise MIBenchError(f"the run kept no {attack} stages", path=run_dir / attack,
                                fix="ship the folder of a finished run of an attack that trains stages (e.g. lokt)")
-        store = stages_store(attack, target["card_hash"])
-        for sidecar in sidecars:
-            record = json.loads(sidecar.read_text())
-            art = Artifact(folder, record["name"], record["key"], (), record.get("content"))
-            manifest = {"kind": f"{attack}-stage", "target": target["name"], "target_card_hash": target["card_hash"],
-                        "run": run_dir.name, "code_version": record.get("code_version"), "sha256": record.get("files"),
-                        "bytes": {s: art.file(s).stat().st_size for s in record.get("files", {})},
-                        "machine": machine(), "shipped": datetime.date.today().isoformat()}
-            out, changed = store.ship(art, manifest)
-            rows.append(_row(f"{target['name']}: {record['name']}", out, changed))
+        for folder, name, sidecars in found:
+            rows += _ship_folder(folder, sidecars, stages_store(name, target["card_hash"]), f"{name}-stage",
+                                 target, run_dir)
+    return rows
+
+
+def _ship_folder(folder: Path, sidecars: list[Path], store, kind: str, target: dict[str, Any],
+                 run_dir: Path) -> list[dict[str, Any]]:
+    """Ship the stage artifacts of one folder into `store`; one row per artifact."""
+    import json
+
+    rows = []
+    for sidecar in sidecars:
+        record = json.loads(sidecar.read_text())
+        art = Artifact(folder, record["name"], record["key"], (), record.get("content"))
+        manifest = {"kind": kind, "target": target["name"], "target_card_hash": target["card_hash"],
+                    "run": run_dir.name, "code_version": record.get("code_version"), "sha256": record.get("files"),
+                    "bytes": {s: art.file(s).stat().st_size for s in record.get("files", {})},
+                    "machine": machine(), "shipped": datetime.date.today().isoformat()}
+        out, changed = store.ship(art, manifest)
+        rows.append(_row(f"{target['name']}: {record['name']}", out, changed))
     return rows
 
 
