@@ -215,6 +215,14 @@ def test_attacks_are_compared_pairwise_on_shared_identities(tmp_path):
     assert rows["none"]["Δacc@1"] == "+10.0 [+10.0, +10.0] *" and rows["none"]["covers"] == "identities"
     assert rows["nls"]["Δacc@1"].startswith("+0.0 [") and not rows["nls"]["Δacc@1"].endswith("*")
     assert "no target has standard entries of both" in format_compare(entries, "kedmi", "gmi")
+    # An attack run with two configurations on one target: one row each, named by what differs.
+    clipped = entry("kedmi", hard)
+    clipped["attack"] = {**clipped["attack"], "config": {**(clipped["attack"].get("config") or {}), "clip_z": 1.0}}
+    clipped["entry_id"] += "-clip"
+    two = [r for r in compare_rows(entries + [clipped], "kedmi", "gmi", protocol=None) if r["defense"] == "none"]
+    assert len(two) == 2 and {r["config"] for r in two} == {"clip_z=1.0", "clip_z=None"}
+    assert {r["Δacc@1"] for r in two} == {"+10.0 [+10.0, +10.0] *", "+0.0 [+0.0, +0.0]"}
+    assert "config" not in rows["none"], "one configuration each: no config column"
     write_entries(tmp_path / "entries", entries, grids=False)
     out = CliRunner().invoke(cli, ["leaderboard", "compare", "kedmi", "gmi", "--root", str(tmp_path),
                                     "--protocol", "all"])

@@ -14,28 +14,47 @@ from mibench.run.table import text_table
 
 def compare_rows(entries: list[dict[str, Any]], attack: str, baseline: str, metric: str = "acc@1",
                  protocol: str | None = "standard") -> list[dict[str, Any]]:
-    """One row per (target, protocol) both attacks were run on: each attack's pooled `metric` and
-    their paired difference `attack − baseline` (None where they share no identity)."""
-    by = {}
+    """One row per (target, protocol) both attacks were run on — per pair of configurations when an
+    attack has several there (a `config` column then names the settings that tell them apart): each
+    attack's pooled `metric` and their paired difference `attack − baseline` (None where they share no
+    identity)."""
+    by: dict[tuple, dict[str, list]] = {}
     for c in cells(entries, metric):
         if c.attack in (attack, baseline) and c.acc1 is not None and (protocol is None or c.protocol == protocol):
-            by.setdefault((c.dataset, c.target, c.protocol), {}).setdefault(c.attack, c)
+            by.setdefault((c.dataset, c.target, c.protocol), {}).setdefault(c.attack, []).append(c)
     rows = []
     for (dataset, target, proto), pair in sorted(by.items()):
         if len(pair) < 2:
             continue
-        a, b = pair[attack], pair[baseline]
-        mine, theirs = a.replicates(), b.replicates()
-        shared = [k for k in mine if k in theirs and set(mine[k]) & set(theirs[k])]
-        diff = paired_difference(mine, theirs, covers=covers(shared)) if shared else None
-        rows.append({"dataset": dataset, "protocol": proto, "target": target, "defense": a.defense,
-                     attack: f"{100 * a.acc1.value:.1f} ± {100 * a.acc1.half_width:.1f}",
-                     baseline: f"{100 * b.acc1.value:.1f} ± {100 * b.acc1.half_width:.1f}",
-                     f"Δ{metric}": "n/a" if diff is None else
-                     f"{100 * diff.value:+.1f} [{100 * diff.lo:+.1f}, {100 * diff.hi:+.1f}]"
-                     f"{' *' if diff.excludes_zero() else ''}",
-                     "covers": "n/a" if diff is None else " + ".join(diff.covers)})
+        labels = {name: _config_labels(pair[name]) for name in (attack, baseline)}
+        for i, a in enumerate(pair[attack]):
+            for j, b in enumerate(pair[baseline]):
+                mine, theirs = a.replicates(), b.replicates()
+                shared = [k for k in mine if k in theirs and set(mine[k]) & set(theirs[k])]
+                diff = paired_difference(mine, theirs, covers=covers(shared)) if shared else None
+                row = {"dataset": dataset, "protocol": proto, "target": target, "defense": a.defense,
+                       attack: f"{100 * a.acc1.value:.1f} ± {100 * a.acc1.half_width:.1f}",
+                       baseline: f"{100 * b.acc1.value:.1f} ± {100 * b.acc1.half_width:.1f}",
+                       f"Δ{metric}": "n/a" if diff is None else
+                       f"{100 * diff.value:+.1f} [{100 * diff.lo:+.1f}, {100 * diff.hi:+.1f}]"
+                       f"{' *' if diff.excludes_zero() else ''}",
+                       "covers": "n/a" if diff is None else " + ".join(diff.covers)}
+                label = " vs ".join(x for x in (labels[attack][i], labels[baseline][j]) if x)
+                if any(labels[attack]) or any(labels[baseline]):
+                    row["config"] = label or "(the same settings)"
+                rows.append(row)
     return rows
+
+
+def _config_labels(cells_: list) -> list[str]:
+    """For the configurations of one attack on one target: the settings where each differs from the
+    others (`clip_z=1.0`), "" when there is only one."""
+    if len(cells_) < 2:
+        return [""]
+    configs = [cell.entries[0]["attack"].get("config") or {} for cell in cells_]
+    keys = sorted({k for c in configs for k in c})
+    varying = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
+    return [", ".join(f"{k}={c.get(k)}" for k in varying) for c in configs]
 
 
 def format_compare(entries: list[dict[str, Any]], attack: str, baseline: str, metric: str = "acc@1",
@@ -44,4 +63,5 @@ def format_compare(entries: list[dict[str, Any]], attack: str, baseline: str, me
     rows = compare_rows(entries, attack, baseline, metric, protocol)
     if not rows:
         return f"no target has {protocol or 'any'} entries of both {attack} and {baseline}"
-    return text_table(rows, list(rows[0]))
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    return text_table([{k: r.get(k, "") for k in columns} for r in rows], columns)
