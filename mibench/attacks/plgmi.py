@@ -9,7 +9,7 @@ Generative Adversarial Network") — white-box.
    conditional ResNet generator, a spectral-norm projection discriminator, hinge loss; the generator
    also minimises α·max-margin loss of the target on augmented fakes (α 0.2; RandomResizedCrop
    0.8–1 ratio 1, ColorJitter(0.2, 0.2) with p 0.5, flip, rotation 5° with p 0.5; one query per
-   fake and generator step, phase "plgmi-gan"); 30 000 generator steps, 5 D steps each, batch 64,
+   generated image and generator step, phase "plgmi-gan"); 30 000 generator steps, 5 D steps each, batch 64,
    Adam 2e-4 betas (0, 0.9) (train_cgan.py).
 3. Attack: per class `num_candidates` = 5 latents z ~ N(0, I) of G(z, y), each optimised with Adam
    (lr 0.1, 600 iterations) on the max-margin loss of the target over 2 random views per step

@@ -268,9 +268,9 @@ def train_plgmi_gan(images: Tensor, labels: Tensor, num_classes: int, recipe: PL
         # iteration runs on every forward pass, as published).
         D.requires_grad_(False)
         z, y = latents()
-        fake = G(z, y)
-        adv = g_loss(D(fake, y), kind)
-        inv, pred = guide(to_image(fake, rng_range), y, step)
+        generated = G(z, y)
+        adv = g_loss(D(generated, y), kind)
+        inv, pred = guide(to_image(generated, rng_range), y, step)
         inv = inv.mean()
         loss = adv + recipe.alpha * inv
         opt_g.zero_grad(set_to_none=True)
@@ -283,10 +283,10 @@ def train_plgmi_gan(images: Tensor, labels: Tensor, num_classes: int, recipe: PL
         for _ in range(recipe.n_dis):
             z, y = latents()
             with torch.no_grad():
-                fake = G(z, y)
+                generated = G(z, y)
             x_real, y_real = real_batch()
-            d_fake, d_real = D(fake, y), D(x_real, y_real)  # two passes, as published
-            loss_d = d_loss(d_real, d_fake, kind)
+            d_generated, d_real = D(generated, y), D(x_real, y_real)  # two passes, as published
+            loss_d = d_loss(d_real, d_generated, kind)
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
