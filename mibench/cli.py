@@ -237,7 +237,9 @@ def init_cmd(private: Path, public: Path, name: str, out: Path, force: bool) -> 
 @click.option("--preset", default=None, help="Attack preset (default: from the target's dataset).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override an attack setting, e.g. --set steps=20 (repeatable; values are YAML).")
-@click.option("--query-budget", type=int, default=None, help="Label-only attacks: maximum target queries.")
+@click.option("--query-budget", type=int, default=None,
+              help="Black-box and label-only attacks: most target queries of the run (past it the run stops, "
+                   "writing stopped.json).")
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
               help="Also compute this optional metric kind (repeatable; see `mibench list metrics`).")
 @click.option("--replicate", type=click.IntRange(min=0), default=0, show_default=True,
@@ -265,6 +267,8 @@ def run_cmd(target: str | None, attack: str | None, prior: str | None, classes: 
     cls = parse_classes(classes)
     if target is not None and attack is None and resume is None:
         raise click.UsageError("--target needs --attack (or omit both for the default suite)")
+    if target is None and resume is None and query_budget is not None:
+        raise click.UsageError("--query-budget is for one run: give --target and --attack (a query attack)")
     if target is None and resume is None:
         # --attack without --target: the default suite restricted to those attacks (comma-separated)
         attacks = [a.strip() for a in attack.split(",") if a.strip()] if attack else None
@@ -280,6 +284,39 @@ def run_cmd(target: str | None, attack: str | None, prior: str | None, classes: 
     entry = suite.run_single(spec, out=out, device=device, resume=resume, build=not no_build)
     if entry:
         click.echo(format_table([entry]))
+
+
+@cli.command("sweep")
+@click.option("--target", "-t", required=True, help="Target card.")
+@click.option("--attack", "-a", required=True, help="The attack (the page plots query attacks: black-box, label-only).")
+@click.option("--vary", required=True, metavar="KEY=V1,V2,…",
+              help="The attack setting that scales its queries, and its values, e.g. --vary max_iters=50,100,200.")
+@click.option("--prior", "-p", default=None, help="Prior card (default: the one made for the target's dataset).")
+@click.option("--classes", default=None, help="Target classes, e.g. 0-9 (default: all).")
+@click.option("--protocol", type=click.Choice(["standard", "quick"]), default=None, help="standard or quick.")
+@click.option("--seed", default=0, show_default=True, help="Run seed.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … or auto.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
+              help="Where run folders go.")
+@click.option("--preset", default=None, help="Attack preset (default: from the target's dataset).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Other attack settings (repeatable).")
+@click.option("--query-budget", type=int, default=None, help="Most target queries of each run.")
+@click.option("--no-build", is_flag=True, help="Fail instead of training missing zoo entries.")
+def sweep_cmd(target: str, attack: str, vary: str, prior: str | None, classes: str | None, protocol: str | None,
+              seed: int, device: str, out: Path, preset: str | None, overrides: tuple[str, ...],
+              query_budget: int | None, no_build: bool) -> None:
+    """Attack accuracy against queries spent: one run per value of an attack setting, then a table of
+    acc@1 (± its 95 % interval) against the queries each run made. Each point is an ordinary run (its
+    entry feeds the page's accuracy-vs-queries plot); finished points are not run again."""
+    from mibench.run.spec import RunSpec, parse_classes
+    from mibench.run.sweep import parse_vary, run_sweep, sweep_table
+
+    key, values = parse_vary(vary)
+    spec = RunSpec(target=target, attack=attack, prior=prior, classes=parse_classes(classes), seed=seed,
+                   preset=preset, overrides=_parse_overrides(overrides), query_budget=query_budget, protocol=protocol)
+    entries = run_sweep(spec, key, values, out=out, device=device, build=not no_build)
+    if entries and all(entries):
+        click.echo(sweep_table(entries, key, values))
 
 
 @cli.group()

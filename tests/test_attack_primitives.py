@@ -142,6 +142,16 @@ def test_black_box_gives_detached_probabilities():
         acc.logits(torch.rand(1, 3, 2, 2))
 
 
+def test_black_box_enforces_its_query_budget():
+    acc = BlackBox(_Net(), 4, 2, "cpu", budget=5)
+    acc.probs(torch.rand(4, 3, 2, 2))
+    with pytest.raises(QueryBudgetExceeded, match="black-box query budget of 5"):
+        acc.probs(torch.rand(2, 3, 2, 2))
+    assert acc.queries == 4  # the refused call is not counted
+    acc.probs(torch.rand(1, 3, 2, 2))  # exactly the budget is allowed
+    assert acc.queries == 5
+
+
 def test_white_box_phases_counted():
     acc = WhiteBox(_Net(), 4, 2, "cpu")
     acc.logits(torch.rand(2, 3, 2, 2))

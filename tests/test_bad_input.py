@@ -135,3 +135,16 @@ def test_cli_exit_code_for_missing_weights(cards, tmp_path):
     last = proc.stderr.strip().splitlines()[-1]  # earlier lines are progress logs
     assert last.startswith("error: ") and "missing.safetensors" in last
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())  # nothing half-made
+
+
+def test_a_query_budget_on_a_white_box_attack_is_refused_not_ignored(cards, tmp_path):
+    from mibench.run import resolve
+
+    spec = RunSpec(target="tiny-target", attack="ppa", prior="tiny-prior", classes=[0], overrides=TINY_PPA,
+                   query_budget=1000)
+    with pytest.raises(MIBenchError, match="applies only to black-box and label-only") as err:
+        resolve(spec)
+    assert err.value.field == "--query-budget" and "drop --query-budget" in err.value.fix
+    with pytest.raises(MIBenchError, match="not positive"):
+        resolve(RunSpec(target="tiny-target", attack="lokt", classes=[0], query_budget=0))
+    assert not (tmp_path / "runs").exists()

@@ -231,3 +231,22 @@ def test_attacks_are_compared_pairwise_on_shared_identities(tmp_path):
     bad = CliRunner().invoke(cli, ["leaderboard", "compare", "kedmi", "gmi", "--root", str(tmp_path),
                                     "--metric", "acc@2"])
     assert bad.exit_code != 0 and "not a per-class metric" in str(bad.exception)
+
+
+def test_page_plots_query_attacks_accuracy_against_queries_per_identity(tmp_path):
+    def point(i, steps, queries, acc):
+        e = make_entry(f"lokt{i}", attack="lokt", acc1=acc, queries={"total": queries, "by_phase": {"attack": queries}})
+        e["attack"]["config"] = {"steps": steps}  # another configuration: another point
+        return e
+
+    entries = [point(0, 10, 1000, 0.2), point(1, 40, 100_000, 0.6), point(2, 20, 10_000, 0.4),
+               make_entry("wb", acc1=0.9)]  # a white-box attack: not on the plot
+    html = _board(tmp_path, entries)["page"].read_text()
+    assert html.count('class="qpoint"') == 3 and 'id="queries-plot"' in html
+    # One line through the three configurations, ordered by queries (100, 1 000, 10 000 per identity).
+    path = html.split('<g class="curve"')[1].split('d="')[1].split('"')[0]
+    xs = [float(p.split(",")[0].lstrip("ML")) for p in path.split()]
+    assert len(xs) == 3 and xs == sorted(xs)
+    assert "1,000 queries per identity, acc@1 40.0%" in html
+    only_white_box = _board(tmp_path / "wb", [make_entry("wb", acc1=0.9)])["page"].read_text()
+    assert 'id="queries-plot"' not in only_white_box

@@ -1,6 +1,6 @@
 """How an attack may touch the target: `WhiteBox` (model and gradients), `BlackBox` (soft outputs
-only) or `LabelOnly` (predicted labels only). Every query is counted; label-only access enforces an
-optional query budget.
+only) or `LabelOnly` (predicted labels only). Every query is counted; the two query-access levels
+(black-box, label-only) enforce an optional query budget over the whole run.
 
 The model is held in a closure that returns only what the level allows (labels, probabilities), not
 in an attribute, so attack code has no path from a `LabelOnly` object to logits; asking for anything
@@ -77,24 +77,42 @@ class WhiteBox(TargetAccess):
         return self.model.forward_with_features(x)
 
 
-class BlackBox(TargetAccess):
-    """Soft-label access: softmax probabilities without gradients."""
+class QueryAccess(TargetAccess):
+    """A query-access level (black-box, label-only): the model behind a closure, and an optional
+    budget of target queries that no call may go over."""
+
+    def __init__(self, num_classes: int, input_size: int, device: torch.device | str, budget: int | None = None):
+        super().__init__(num_classes, input_size, device)
+        self.budget = budget
+
+    def _spend(self, n: int) -> None:
+        """Count n queries; raise QueryBudgetExceeded (counting none) when they would exceed the budget."""
+        if self.budget is not None and self.queries + n > self.budget:
+            raise QueryBudgetExceeded(
+                f"{self.level} query budget of {self.budget} exceeded ({self.queries} used, {n} more asked "
+                f"in phase '{self._phase}')", fix="raise --query-budget or lower the attack's query needs")
+        self._count(n)
+
+
+class BlackBox(QueryAccess):
+    """Soft-label access: softmax probabilities without gradients; every image counts as one query."""
 
     level = "black-box"
     _allowed = "probs()"
 
-    def __init__(self, model: nn.Module, num_classes: int, input_size: int, device: torch.device | str):
-        super().__init__(num_classes, input_size, device)
+    def __init__(self, model: nn.Module, num_classes: int, input_size: int, device: torch.device | str,
+                 budget: int | None = None):
+        super().__init__(num_classes, input_size, device, budget)
         self._probs = _closure(model, lambda logits: torch.softmax(logits.float(), dim=1))
 
     @torch.no_grad()
     def probs(self, x: torch.Tensor) -> torch.Tensor:
-        """Softmax probabilities (N, K), detached."""
-        self._count(x.shape[0])
+        """Softmax probabilities (N, K), detached; raises QueryBudgetExceeded before going over the budget."""
+        self._spend(x.shape[0])
         return self._probs(x.detach())
 
 
-class LabelOnly(TargetAccess):
+class LabelOnly(QueryAccess):
     """Hard-label access: `labels(x)` returns argmax predictions; every image counts as one query."""
 
     level = "label-only"
@@ -102,19 +120,13 @@ class LabelOnly(TargetAccess):
 
     def __init__(self, model: nn.Module, num_classes: int, input_size: int, device: torch.device | str,
                  budget: int | None = None):
-        super().__init__(num_classes, input_size, device)
-        self.budget = budget
+        super().__init__(num_classes, input_size, device, budget)
         self._labels = _closure(model, lambda logits: logits.argmax(dim=1))
 
     @torch.no_grad()
     def labels(self, x: torch.Tensor) -> torch.Tensor:
         """Predicted labels (N,) int64; raises QueryBudgetExceeded before going over the budget."""
-        n = x.shape[0]
-        if self.budget is not None and self.queries + n > self.budget:
-            raise QueryBudgetExceeded(
-                f"label-only query budget of {self.budget} exceeded ({self.queries} used, {n} more asked "
-                f"in phase '{self._phase}')", fix="raise --query-budget or lower the attack's query needs")
-        self._count(n)
+        self._spend(x.shape[0])
         return self._labels(x.detach())
 
 
@@ -129,5 +141,8 @@ def _closure(model: nn.Module, output: Callable[[torch.Tensor], torch.Tensor]
 
     return forward
 
+
+# The levels a query budget applies to (white-box attacks differentiate through the model).
+BUDGETED_LEVELS = ("black-box", "label-only")
 
 ACCESS_LEVELS = {"white-box": WhiteBox, "black-box": BlackBox, "label-only": LabelOnly}

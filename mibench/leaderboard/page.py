@@ -2,7 +2,7 @@
 
 Rendered with Jinja2 (autoescaping every string taken from entries); sorting, filtering and the
 details panels are a few lines of inline JavaScript, so the page works from `file://` with no server.
-The privacy–utility plot is inline SVG computed here.
+The privacy–utility and accuracy-vs-queries plots are inline SVG computed here.
 """
 
 from __future__ import annotations
@@ -96,6 +96,53 @@ def plot_points(cells: list[Cell], width: int = 520, height: int = 360, pad: int
             "legend": legend}
 
 
+QUERY_LEVELS = ("black-box", "label-only")
+
+
+def queries_per_identity(cell: Cell) -> float:
+    """Mean target queries per attacked identity over a cell's replicates (shared training queries
+    spread over the identities the run attacked)."""
+    return sum(e["queries"]["total"] / max(1, len(e["classes"])) for e in cell.entries) / len(cell.entries)
+
+
+def query_curves(cells: list[Cell], width: int = 520, height: int = 360, pad: int = 48) -> dict[str, Any]:
+    """SVG geometry of the accuracy-vs-queries plot of the query attacks (black-box, label-only): one
+    line per (target, attack, protocol) through its configurations (e.g. the points of a `mibench
+    sweep`), x = target queries per identity on a log scale, y = acc@1 with its 95 % interval."""
+    pts = [c for c in cells if c.acc1 is not None and c.entries[0]["attack"].get("access") in QUERY_LEVELS
+           and queries_per_identity(c) > 0]
+    groups: dict[tuple[str, str, str], list[Cell]] = {}
+    for c in pts:
+        groups.setdefault((c.target, c.attack, c.protocol), []).append(c)
+    colors = {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(sorted(groups))}
+    qs = [math.log10(queries_per_identity(c)) for c in pts] or [0.0, 1.0]
+    x_lo, x_hi = math.floor(min(qs)), max(math.ceil(max(qs)), math.floor(min(qs)) + 1)
+
+    def sx(q: float) -> float:
+        return round(pad + (math.log10(q) - x_lo) / (x_hi - x_lo) * (width - 2 * pad), 1)
+
+    def sy(y: float) -> float:
+        return round(height - pad - min(max(y, 0.0), 1.0) * (height - 2 * pad), 1)
+
+    series = []
+    for key in sorted(groups):
+        target, attack, protocol = key
+        points = []
+        for c in sorted(groups[key], key=queries_per_identity):
+            q, a = queries_per_identity(c), c.acc1
+            points.append({"x": sx(q), "y": sy(a.value), "y_lo": sy(a.lo), "y_hi": sy(a.hi), "id": c.entries[0]["entry_id"],
+                           "label": f"{target} × {attack} ({protocol}): {q:,.0f} queries per identity, acc@1 "
+                                    f"{100 * a.value:.1f}% [{100 * a.lo:.1f}, {100 * a.hi:.1f}] (95 % interval over "
+                                    f"{', '.join(a.covers)})"})
+        series.append({"name": f"{attack} · {target}" + ("" if protocol == "standard" else f" ({protocol})"),
+                       "color": colors[key], "points": points,
+                       "path": " ".join(f"{'M' if i == 0 else 'L'}{p['x']},{p['y']}" for i, p in enumerate(points))})
+    xticks = [{"pos": sx(10.0 ** d), "label": f"{10 ** d:,}" if d >= 0 else f"{10.0 ** d:g}"}
+              for d in range(x_lo, x_hi + 1)]
+    yticks = [{"pos": sy(t), "label": f"{100 * t:.0f}"} for t in (0, 0.25, 0.5, 0.75, 1.0)]
+    return {"width": width, "height": height, "pad": pad, "series": series, "xticks": xticks, "yticks": yticks}
+
+
 def matrices(cells: list[Cell]) -> list[dict[str, Any]]:
     """Defense × attack tables, one per (dataset, protocol): acc@1 ± the half-width of its interval,
     and for defended targets the paired effect Δacc@1 against the undefended one (marked when its
@@ -164,7 +211,8 @@ def render_site(entries: list[tuple[dict[str, Any], Path]], site_dir: Path) -> P
             stale.unlink()
     pooled = cells(plain)
     html = _env().get_template("index.html.j2").render(
-        rows=rows, matrices=matrices(pooled), plot=plot_points(pooled), version=__version__,
+        rows=rows, matrices=matrices(pooled), plot=plot_points(pooled), curves=query_curves(pooled),
+        version=__version__,
         metric_headers=[{"key": c.page_key, "label": c.page_label or c.name, "title": header_title(c, plain)}
                         for c in page_cols],
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -111,7 +111,7 @@ def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", re
     if is_main:  # only once everything loaded: a run that cannot start leaves no folder behind
         folder.write_config(config)
     access_cls = ACCESS_LEVELS[run.attack.access_level]
-    kwargs = {"budget": spec.query_budget} if run.attack.access_level == "label-only" else {}
+    kwargs = {"budget": spec.query_budget} if spec.query_budget is not None else {}  # query levels only (`resolve`)
     access = access_cls(target, run.target.num_classes, run.target.input_size, dev, **kwargs)
     access = build_defense_for(run.target).wrap_access(access)  # query-time defenses
     out_size = max(run.target.input_size, run.evaluator.input_size)

@@ -9,6 +9,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from mibench.attacks.access import BUDGETED_LEVELS
 from mibench.attacks.addon import attack_class
 from mibench.attacks.base import Attack
 from mibench.cards import (
@@ -36,7 +37,7 @@ class RunSpec:
     seed: int = 0
     preset: str | None = None  # attack preset; default: the target card's `attack_preset`, else the dataset's
     overrides: dict[str, Any] = field(default_factory=dict)  # attack config overrides
-    query_budget: int | None = None  # label-only attacks only
+    query_budget: int | None = None  # black-box and label-only attacks: most target queries of the run
     classes_per_group: int | None = None  # default: enough classes to fill one optimisation batch
     extra_metrics: list[str] = field(default_factory=list)  # optional metric kinds to compute too
     # A named class choice (mibench.run.protocol) that resolves to `classes`; only the class list
@@ -107,6 +108,17 @@ def check_prior_kind(attack_cls: type[Attack], prior: GeneratorCard) -> None:
                            f"'{prior.name}' is a {prior.kind} prior", path=prior.path, field="--prior",
                            fix=f"omit --prior (the default {' / '.join(attack_cls.prior_kinds)} prior of the "
                                "target's dataset is used) or name a prior of that kind")
+
+
+def check_query_budget(attack_cls: type[Attack], budget: int) -> None:
+    """Refuse a budget the attack's access level cannot honour, rather than ignoring it."""
+    if attack_cls.access_level not in BUDGETED_LEVELS:
+        raise MIBenchError(f"attack '{attack_cls.name}' is {attack_cls.access_level}: a query budget applies only to "
+                           f"{' and '.join(BUDGETED_LEVELS)} attacks", field="--query-budget",
+                           fix="drop --query-budget, or pick a query-access attack (see `mibench list attacks`)")
+    if budget < 1:
+        raise MIBenchError(f"query budget {budget} is not positive", field="--query-budget",
+                           fix="give the most target queries the run may make, e.g. --query-budget 100000")
 
 
 def public_data_for(target: TargetCard, prior: GeneratorCard | None = None) -> tuple[DatasetRef | None, str]:
@@ -217,6 +229,8 @@ def resolve(spec: RunSpec) -> ResolvedRun:
     for m in spec.extra_metrics:
         METRICS.get(m)  # an unknown metric fails here, with a suggestion
     attack_cls = attack_class(spec.attack)
+    if spec.query_budget is not None:
+        check_query_budget(attack_cls, spec.query_budget)
     prior = None
     if attack_cls.needs_prior:
         prior = get_card("generator", spec.prior or default_prior(target, attack_cls.prior_kinds))
