@@ -20,6 +20,8 @@ from mibench.errors import AttackError, CardError
 from mibench.metrics.base import ClassBatch, Metric, RunBatch
 from mibench.registry import DEFENSES, GENERATORS, METRICS
 
+from access_spy import Spy
+
 RES, K = 16, 4
 PUBLIC = {"resolution": RES, "num_private": K, "train_per_class": 4, "test_per_class": 2, "num_public": 12,
           "public_per_identity": 2, "num_shifted": 2, "shifted_per_identity": 1}
@@ -28,17 +30,6 @@ ALLOWED = {"white-box": {"logits", "features_and_logits", "model"}, "black-box":
 COMMON = {"num_classes", "input_size", "device", "queries", "queries_by_phase", "set_phase", "credit", "level",
           "budget"}
 
-
-class Spy:
-    """Forwards to an access object and records which of its members an attack used."""
-
-    def __init__(self, access):
-        object.__setattr__(self, "_access", access)
-        object.__setattr__(self, "used", set())
-
-    def __getattr__(self, name):
-        self.used.add(name)
-        return getattr(self._access, name)
 
 
 def _target():

@@ -175,3 +175,25 @@ def test_protocols_choose_the_classes_and_leave_run_ids_alone(env):
     assert standard.classes == list(range(n))
     with pytest.raises(MIBenchError, match="both a protocol and a class list"):
         resolve(RunSpec(target="tiny-target", attack="ppa", prior="tiny-prior", protocol="quick", classes=[0]))
+
+
+def test_a_class_the_attack_could_not_start_is_reported_with_the_attacks_reason():
+    import torch
+
+    from mibench.attacks.base import ClassResult
+    from mibench.run.execute import score_class
+
+    res = ClassResult(3, torch.zeros(1, 3, 4, 4), torch.zeros(1, 2), torch.tensor([float("nan")]),
+                      {"failed": "no pool latent is labelled 3"})
+    out = score_class(None, res)  # never scored: the scorer is not touched
+    assert out["failed"] == "no pool latent is labelled 3" and out["n"] == 0
+    res.info = {}
+    assert "NaN" in score_class(None, res)["failed"]
+
+
+def test_a_groups_queries_are_split_exactly_by_phase():
+    from mibench.run.execute import split_queries
+
+    shares = split_queries({"attack": 10, "selection": 3, "unused": 0}, 4)
+    assert [s["attack"] for s in shares] == [3, 3, 2, 2] and sum(s.get("selection", 0) for s in shares) == 3
+    assert all("unused" not in s for s in shares)

@@ -27,7 +27,7 @@ from mibench.run.spec import ResolvedRun
 
 SCHEMA_VERSION = 2  # 2: `protocol` and `intervals` (version-1 entries are still read)
 # Per-class keys that stay in the class files but not in the entry's per-class list.
-_PER_CLASS_ONLY = ("info", "eval_pred", "session", "seconds")
+_PER_CLASS_ONLY = ("info", "eval_pred", "session", "seconds", "queries_by_phase")
 
 
 SCHEMA_FILE = Path(__file__).with_name("entry.schema.json")
@@ -193,8 +193,9 @@ def finalize(folder: RunFolder, run: ResolvedRun, config: dict[str, Any], scorer
 
     prep = folder.read_prepare()
     queries_by_phase = dict(prep.get("queries_by_phase", {}))
-    attack_q = sum(int(m.get("queries", 0)) for m in per_class)
-    queries_by_phase["attack"] = queries_by_phase.get("attack", 0) + attack_q
+    for m in per_class:  # classes saved before phases were recorded per class count as "attack"
+        for phase, n in (m.get("queries_by_phase") or {"attack": int(m.get("queries", 0))}).items():
+            queries_by_phase[phase] = queries_by_phase.get(phase, 0) + int(n)
     session = None if session_start is None else {"id": session_id(session_start),
                                                   "seconds": round(time.time() - session_start, 2)}
     sessions = folder.add_session(session)

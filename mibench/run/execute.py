@@ -208,13 +208,15 @@ def _attack_classes(run: ResolvedRun, ctx: AttackContext, scorer, mine: list[int
     bar = tqdm(total=len(mine), desc=f"{run.attack.name} on {run.target.name}", unit="class",
                disable=not progress)
     for group in groups:
-        t0, q0 = time.time(), access.queries
+        t0, q0 = time.time(), dict(access.queries_by_phase)
         access.set_phase("attack")
         results = run.attack.attack_classes(ctx, group)
-        secs, queries = (time.time() - t0) / len(group), (access.queries - q0) // len(group)
-        for res in results:
+        secs = (time.time() - t0) / len(group)
+        shares = split_queries({k: v - q0.get(k, 0) for k, v in access.queries_by_phase.items()}, len(group))
+        for res, share in zip(results, shares):
             metrics = score_class(scorer, res)
-            metrics.update(seconds=round(secs, 3), queries=queries, session=session_id(t_start))
+            metrics.update(seconds=round(secs, 3), queries=sum(share.values()), queries_by_phase=share,
+                           session=session_id(t_start))
             folder.save_class(res, metrics)
             if keep:  # uint8 images (what save_class writes): 4× less to hold and move to rank 0
                 finished.append((dataclasses.replace(res, images=to_uint8(res.images)), metrics))
@@ -229,13 +231,20 @@ def _running_acc(folder: RunFolder, classes: list[int]) -> str:
     return f"{100 * sum(accs) / max(len(accs), 1):.0f}%"
 
 
+def split_queries(by_phase: dict[str, int], n: int) -> list[dict[str, int]]:
+    """Each of a group's n classes' share of the queries the group made, by phase: an even split
+    whose shares add up to the group's counts exactly (the first classes take the remainder)."""
+    return [{k: v // n + (i < v % n) for k, v in by_phase.items() if v} for i in range(n)]
+
+
 def score_class(scorer, res: ClassResult) -> dict[str, Any]:
-    """Per-class metrics; a class whose optimisation diverged (NaN) is reported, not scored."""
+    """Per-class metrics; a class with no finite result (a diverged optimisation, or one the attack
+    could not start: its `info["failed"]` says why) is reported, not scored."""
     finite = torch.isfinite(res.images.flatten(1)).all(1) & torch.isfinite(res.scores)
     info = {k: v for k, v in res.info.items() if not isinstance(v, list) or len(v) <= 64}
     if not bool(finite.any()):
-        return {"class": res.class_id, "failed": "the attack's loss became NaN for every candidate",
-                "n": 0, "info": info}
+        reason = res.info.get("failed") or "the attack's loss became NaN for every candidate"
+        return {"class": res.class_id, "failed": reason, "n": 0, "info": info}
     if not bool(finite.all()):
         res.images, res.latents, res.scores = res.images[finite], res.latents[finite], res.scores[finite]
     metrics = scorer.score_class(res.class_id, to_uint8(res.images))
