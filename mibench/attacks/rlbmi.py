@@ -64,7 +64,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from mibench.attacks.base import KEY_STRIDE, Attack, AttackContext, ClassResult, pad_rows
+from mibench.attacks.base import KEY_STRIDE, Attack, AttackContext, ClassResult, map_fixed_batches
 from mibench.errors import AttackError
 from mibench.ops import rng
 from mibench.ops.transforms import View
@@ -334,9 +334,7 @@ class RLBMIAttack(Attack):
     def images(self, ctx: AttackContext, z: Tensor) -> Tensor:
         """Generator images (N, 3, R, R) in [0, 1] of latents (N, z_dim), in batches of `class_batch`
         rows (a multiple of it is split; the generator sees one batch size)."""
-        bs = self.config.class_batch
-        out = [ctx.prior(pad_rows(z[i:i + bs], bs))[: len(z[i:i + bs])] for i in range(0, len(z), bs)]
-        return (torch.cat(out) + 1) * 0.5
+        return (map_fixed_batches(lambda zz, _n: ctx.prior(zz), self.config.class_batch, z) + 1) * 0.5
 
     def attack_classes(self, ctx: AttackContext, classes: list[int]) -> list[ClassResult]:
         """Train one agent per class (padded to `class_batch`) and keep each class's best test image."""
