@@ -128,7 +128,7 @@ class Spy:
         return attr
 
 
-def _ctx(spy: bool = True) -> AttackContext:
+def _ctx(spy: bool = True, store_dir=None) -> AttackContext:
     target = build_classifier("compact_resnet", K, RES, {"width": 8, "depths": [1, 1]}, seed=0).eval()
     kind = GENERATORS.get("stylegan2")
     with torch.random.fork_rng(devices=[]):
@@ -136,7 +136,7 @@ def _ctx(spy: bool = True) -> AttackContext:
         prior = kind.build(kind.smoke_params, RES).eval().requires_grad_(False)
     access = BlackBox(target, K, RES, "cpu")
     return AttackContext(access=Spy(access) if spy else access, prior=prior, device=torch.device("cpu"), seed=0,
-                         output_size=RES, progress=False)
+                         output_size=RES, progress=False, store_dir=store_dir)
 
 
 def _run(classes, **overrides):
@@ -161,6 +161,24 @@ def test_queries_are_counted_exactly_by_phase_and_only_probs_is_used():
         assert r.scores.shape == (1,) and 0 < float(r.scores[0]) <= 1
         last = r.info["confidence_by_generation"][-1] if r.info["generations"] else r.info["initial_confidence"]
         assert r.scores[0].item() == pytest.approx(last)
+
+
+def test_a_resumed_run_reuses_the_scored_pool_and_credits_its_queries(tmp_path):
+    first_ctx = _ctx(store_dir=tmp_path)
+    first = MirrorAttack.from_preset("smoke", {"generations": 2})
+    first.prepare(first_ctx)
+    again = _ctx(store_dir=tmp_path)
+    second = MirrorAttack.from_preset("smoke", {"generations": 2})
+    second.prepare(again)
+    assert "probs" not in again.access.used and again.access.queries_by_phase == {"init": first.config.pool_size}
+    assert second.phase_info()["resumed"] and not first.phase_info()["resumed"]
+    for name in ("_pool_w", "_top_idx", "_top_fit"):
+        assert torch.equal(getattr(first, name), getattr(second, name))
+    assert [r.images for r in second.attack_classes(again, [1])][0].equal(first.attack_classes(first_ctx, [1])[0].images)
+    # Other settings (here a larger pool) are another stage: scored again.
+    third_ctx = _ctx(store_dir=tmp_path)
+    MirrorAttack.from_preset("smoke", {"pool_size": 30}).prepare(third_ctx)
+    assert "probs" in third_ctx.access.used
 
 
 def test_the_elite_is_kept_and_fitness_never_decreases():

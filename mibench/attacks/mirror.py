@@ -7,6 +7,9 @@ The target is reached only through a `BlackBox` access object (`probs()`; every 
    image is synthesised from w broadcast to every layer with the first `truncation_cutoff` layers
    truncated by ψ (published: ψ 0.7 on 8 layers; here cutoff = min(8, num_ws)) and queried once.
    Pool entries are keyed by their index only, so the pool is shared by all classes and groups.
+   The scored pool is a stage of the run folder: a resumed run rebuilds the w with the generator
+   alone, checks them against the stored digest and credits the pool's queries instead of
+   querying the target again.
    The p-space bounds come from the whole pool: p = LeakyReLU_5(w) undoes the mapping network's
    last LeakyReLU(0.2); w_min / w_max = LeakyReLU_0.2(mean_p ∓ p_std_ce·σ_p) (σ without Bessel's
    correction).
@@ -53,6 +56,8 @@ images independent of its group); the target's calls are fixed-size without padd
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -62,10 +67,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mibench.attacks.base import KEY_STRIDE, Attack, AttackContext, ClassResult, pad_rows, padded_chunks
+from mibench.attacks.stages import StageStore
 from mibench.errors import AttackError
 from mibench.ops import rng
 from mibench.ops.transforms import View, to_unit
 from mibench.registry import ATTACKS
+
+log = logging.getLogger(__name__)
 
 PHASE_INIT = "init"
 PHASE_ATTACK = "attack"
@@ -205,6 +213,14 @@ def mutate(children: Tensor, mask_u: Tensor, noise_u: Tensor, bounds: PSpaceBoun
     return bounds.clip(to_w_space(to_p_space(children) + mask * noise))
 
 
+def tensor_digest(t: Tensor) -> str:
+    """sha256 (hex) of a tensor's dtype, shape and bytes: identifies the pool latents a stored score
+    belongs to."""
+    h = hashlib.sha256(f"{t.dtype}{list(t.shape)}".encode())
+    h.update(t.contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
 def sort_population(population: Tensor, fitness: Tensor) -> tuple[Tensor, Tensor]:
     """(population, fitness) sorted by fitness, best first (stable: ties keep their order)."""
     order = torch.sort(fitness, descending=True, stable=True).indices
@@ -234,6 +250,7 @@ class MirrorAttack(Attack):
     presets = MIRROR_PRESETS
     prior_kinds = ("stylegan2",)
     fitted_presets = ((128, "small"), (1 << 30, "celeba"))
+    CODE = ("mibench.attacks.mirror",)
     cost = 2.0  # forward passes only, but up to generations × population images per class (CPU: ~10 min)
     in_default_suite = False
 
@@ -283,43 +300,79 @@ class MirrorAttack(Attack):
         return torch.cat(out)
 
     # --- 1. pre-sample -----------------------------------------------------------------------------
+    def pool_top_n(self) -> int:
+        """How many of the most confident pool w each class keeps (its initial population)."""
+        return self.config.population_size
+
+    def _pool_batches(self, ctx: AttackContext, seed: int):
+        """(start, stop, untruncated w (pool_batch_size, D)) of the pool, in fixed-size padded batches
+        (the same batches whether the pool is scored or only rebuilt: the same bits)."""
+        bs = self.config.pool_batch_size
+        for a, b in padded_chunks(self.config.pool_size, bs):
+            z = rng.normal_matrix(seed, pad_rows(torch.arange(a, b), bs), ctx.prior.z_dim).to(ctx.device)
+            yield a, b, ctx.prior.mapping(z, None, psi=1.0)[:, 0]
+
     @torch.no_grad()
     def prepare(self, ctx: AttackContext) -> None:
         """Sample the pool, query the target once on each image (phase 'init'), keep each class's
-        `population_size` most confident pool w and the p-space bounds of the whole pool."""
+        `pool_top_n()` most confident pool w and the p-space bounds of the whole pool. The scored
+        pool is a stage of the run folder: a resumed run rebuilds the w (generator only) and reuses
+        the scores, crediting their queries instead of querying again."""
         cfg, prior, access = self.config, ctx.prior, ctx.access
         if prior is None:
-            raise AttackError("mirror needs a StyleGAN prior", fix="run it with a stylegan2 prior card")
+            raise AttackError(f"{self.name} needs a StyleGAN prior", fix="run it with a stylegan2 prior card")
         n, k = cfg.pool_size, access.num_classes
         # w_avg through the Prior API: truncation with ψ = 0 returns w_avg itself (lerp weight 0).
         self._w_avg = prior.mapping(torch.zeros(1, prior.z_dim, device=ctx.device), None, psi=0.0,
                                     cutoff=None)[0, 0].detach()
-        seed = rng.stream_seed(ctx.seed, self.name, "pool")
+        seed = rng.stream_seed(ctx.seed, "mirror", "pool")
+        keys = {"pool": {"pool_size": n, "pool_batch_size": cfg.pool_batch_size, "top_n": self.pool_top_n(),
+                         "truncation_psi": cfg.truncation_psi, "truncation_cutoff": cfg.truncation_cutoff,
+                         "noise_mode": cfg.noise_mode, "seed": ctx.seed, "classes": k,
+                         "input_size": access.input_size}}
+        store = StageStore(f"{self.name}-run", self.CODE, ctx.store_dir, keys)
+        hit = store.load_tensors("pool", "pool")
+        resumed = False
+        if hit is not None:
+            pool_w = torch.cat([w[: b - a].cpu() for a, b, w in self._pool_batches(ctx, seed)])
+            if tensor_digest(pool_w) == hit[1]["pool_w_sha256"]:
+                access.credit({PHASE_INIT: int(hit[1]["queries"])})
+                top_idx, top_fit, resumed = hit[0]["top_idx"].long(), hit[0]["top_fit"], True
+            else:  # another machine's generator arithmetic: the stored scores are not of these w
+                log.warning("%s: the stored pool scores belong to other pool latents; scoring the pool again",
+                            self.name)
+        if not resumed:
+            pool_w, top_idx, top_fit = self._score_pool(ctx, seed)
+            store.write_tensors("pool", "pool", {"top_idx": top_idx, "top_fit": top_fit},
+                                {"queries": n, "pool_w_sha256": tensor_digest(pool_w)})
+        self._pool_w, self._top_fit, self._top_idx = pool_w, top_fit, top_idx
+        self._bounds = PSpaceBounds.from_ws(self._pool_w, cfg.p_std_ce)
+        self._info = {"pool_size": n, "init_queries": n, "resumed": resumed,
+                      "truncation": {"psi": cfg.truncation_psi,
+                                     "cutoff": None if cfg.truncation_cutoff is None
+                                     else min(cfg.truncation_cutoff, prior.num_ws)}}
+
+    def _score_pool(self, ctx: AttackContext, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+        """(pool w (pool, D), top-N pool indices (K, N), their log p_y (K, N), best first): every pool
+        image is queried once (phase 'init')."""
+        access, bs, top_n = ctx.access, self.config.pool_batch_size, self.pool_top_n()
+        k = access.num_classes
         view = View(size=access.input_size)
         pool_w, top_fit, top_idx = [], torch.empty(k, 0), torch.empty(k, 0, dtype=torch.long)
-        bs = cfg.pool_batch_size
         access.set_phase(PHASE_INIT)
         try:
-            for a, b in padded_chunks(n, bs):
-                z = rng.normal_matrix(seed, pad_rows(torch.arange(a, b), bs), prior.z_dim).to(ctx.device)
-                w = prior.mapping(z, None, psi=1.0)[:, 0]
+            for a, b, w in self._pool_batches(ctx, seed):
                 x = view(self.render(ctx, w))[: b - a]
                 logp = torch.cat([self._log_probs(ctx, x[qa:qb]) for qa, qb in padded_chunks(b - a, bs)])
                 pool_w.append(w[: b - a].cpu())
                 # Running top-N per class; a stable sort keeps the lower pool index first on ties.
                 fit = torch.cat([top_fit, logp.T], dim=1)
                 idx = torch.cat([top_idx, torch.arange(a, b).expand(k, -1)], dim=1)
-                order = torch.sort(fit, dim=1, descending=True, stable=True).indices[:, : cfg.population_size]
+                order = torch.sort(fit, dim=1, descending=True, stable=True).indices[:, :top_n]
                 top_fit, top_idx = fit.gather(1, order), idx.gather(1, order)
         finally:
             access.set_phase("prepare")
-        self._pool_w = torch.cat(pool_w)
-        self._top_fit, self._top_idx = top_fit, top_idx
-        self._bounds = PSpaceBounds.from_ws(self._pool_w, cfg.p_std_ce)
-        self._info = {"pool_size": n, "init_queries": n,
-                      "truncation": {"psi": cfg.truncation_psi,
-                                     "cutoff": None if cfg.truncation_cutoff is None
-                                     else min(cfg.truncation_cutoff, prior.num_ws)}}
+        return torch.cat(pool_w), top_idx, top_fit
 
     # --- 2. genetic search -------------------------------------------------------------------------
     def _children(self, ctx: AttackContext, s: _ClassSearch) -> Tensor:
