@@ -250,3 +250,25 @@ def test_page_plots_query_attacks_accuracy_against_queries_per_identity(tmp_path
     assert "1,000 queries per identity, acc@1 40.0%" in html
     only_white_box = _board(tmp_path / "wb", [make_entry("wb", acc1=0.9)])["page"].read_text()
     assert 'id="queries-plot"' not in only_white_box
+
+
+def test_matrix_has_a_column_per_attack_configuration():
+    """Two configurations of one attack on the same targets are two matrix columns, each headed by
+    the setting that differs — never one of them silently."""
+    from mibench.leaderboard.aggregate import cells
+    from mibench.leaderboard.page import matrices
+
+    def entry(defense: str, steps: int, acc: float) -> dict:
+        e = make_entry(f"{defense}-{steps}", target="synthfaces32-resnet" + ("" if defense == "none" else f"-{defense}"),
+                       defense=defense, acc1=acc)
+        e["attack"]["config"] = {"steps": steps, "lr": 0.1}
+        return e
+
+    entries = [entry("none", 40, 0.9), entry("none", 10, 0.5), entry("nls", 40, 0.6), entry("nls", 10, 0.3),
+               make_entry("lokt", attack="lokt", acc1=0.4)]
+    [m] = matrices(cells(entries))
+    assert m["attacks"] == ["lokt", "ppa (steps=10)", "ppa (steps=40)"]
+    rows = {r["defense"]: [c and c["value"] for c in r["cells"]] for r in m["rows"]}
+    assert rows == {"none": ["40.0", "50.0", "90.0"], "nls": [None, "30.0", "60.0"]}
+    nls = {h: c for h, c in zip(m["attacks"], m["rows"][1]["cells"])}
+    assert nls["ppa (steps=10)"]["effect"]["value"] == "-20.0" and nls["ppa (steps=40)"]["effect"]["value"] == "-30.0"

@@ -104,6 +104,25 @@ class Cell:
                 "natural": self.natural, "effect": None if self.effect is None else self.effect.as_dict()}
 
 
+def config_key(cell: Cell) -> tuple:
+    """What tells apart configurations of one attack on one target: preset, config hash, prior."""
+    return cell_key(cell.entries[0])[3:6]
+
+
+def config_labels(cells_: list[Cell]) -> list[str]:
+    """For the configurations of one attack on one target: the settings where each differs from the
+    others (`clip_z=1.0`; `preset=…`, `prior=…` when those differ), "" when there is only one."""
+    if len(cells_) < 2:
+        return [""]
+    configs = [cell.entries[0]["attack"].get("config") or {} for cell in cells_]
+    keys = sorted({k for c in configs for k in c})
+    configs = [{"preset": cell.entries[0]["attack"].get("preset"), "prior": cell.prior, **c}
+               for cell, c in zip(cells_, configs)]
+    keys = ["preset", "prior"] + keys
+    varying = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
+    return [", ".join(f"{k}={c.get(k)}" for k in varying) for c in configs]
+
+
 def cells(entries: list[dict[str, Any]], metric: str = "acc@1") -> list[Cell]:
     """Entries pooled by configuration, each with its interval and (defended ones) the defense effect,
     of the per-class `metric` (acc@1; or e.g. reid@1 to rank the defenses by ground truth)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mibench.leaderboard.aggregate import cells, covers
+from mibench.leaderboard.aggregate import cells, config_labels, covers
 from mibench.ops.stats import paired_difference
 from mibench.run.table import text_table
 
@@ -26,7 +26,7 @@ def compare_rows(entries: list[dict[str, Any]], attack: str, baseline: str, metr
     for (dataset, target, proto), pair in sorted(by.items()):
         if len(pair) < 2:
             continue
-        labels = {name: _config_labels(pair[name]) for name in (attack, baseline)}
+        labels = {name: config_labels(pair[name]) for name in (attack, baseline)}
         for i, a in enumerate(pair[attack]):
             for j, b in enumerate(pair[baseline]):
                 mine, theirs = a.replicates(), b.replicates()
@@ -44,17 +44,6 @@ def compare_rows(entries: list[dict[str, Any]], attack: str, baseline: str, metr
                     row["config"] = label or "(the same settings)"
                 rows.append(row)
     return rows
-
-
-def _config_labels(cells_: list) -> list[str]:
-    """For the configurations of one attack on one target: the settings where each differs from the
-    others (`clip_z=1.0`), "" when there is only one."""
-    if len(cells_) < 2:
-        return [""]
-    configs = [cell.entries[0]["attack"].get("config") or {} for cell in cells_]
-    keys = sorted({k for c in configs for k in c})
-    varying = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
-    return [", ".join(f"{k}={c.get(k)}" for k in varying) for c in configs]
 
 
 def format_compare(entries: list[dict[str, Any]], attack: str, baseline: str, metric: str = "acc@1",

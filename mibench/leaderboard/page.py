@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import jinja2
 
 from mibench import __version__
-from mibench.leaderboard.aggregate import Cell, cells
+from mibench.leaderboard.aggregate import Cell, cells, config_key, config_labels
 from mibench.leaderboard.entries import copy_grid
 from mibench.metrics.base import Column, entry_columns
 from mibench.ops.fileio import atomic_write_text
@@ -143,20 +144,42 @@ def query_curves(cells: list[Cell], width: int = 520, height: int = 360, pad: in
     return {"width": width, "height": height, "pad": pad, "series": series, "xticks": xticks, "yticks": yticks}
 
 
+def matrix_columns(sub: list[Cell]) -> list[tuple[str, tuple, str]]:
+    """The matrix's columns: (attack, configuration key, header) — one per attack, or one per
+    configuration where an attack has several (the header then names the settings that differ)."""
+    out = []
+    for a in sorted({c.attack for c in sub}):
+        reps = {}
+        for c in sub:
+            if c.attack == a:
+                reps.setdefault(config_key(c), c)
+        keys = list(reps)
+        labels = config_labels([reps[k] for k in keys])
+        cols = sorted(zip(keys, labels), key=lambda kl: _natural(kl[1]))
+        out += [(a, k, f"{a} ({lab})" if lab else a) for k, lab in cols]
+    return out
+
+
+def _natural(text: str) -> list:
+    """Sort key that orders numbers by value (`steps=30` before `steps=100`)."""
+    return [(0, float(t), "") if t.replace(".", "", 1).isdigit() else (1, 0.0, t)
+            for t in re.split(r"(\d+(?:\.\d+)?)", text) if t]
+
+
 def matrices(cells: list[Cell]) -> list[dict[str, Any]]:
-    """Defense × attack tables, one per (dataset, protocol): acc@1 ± the half-width of its interval,
-    and for defended targets the paired effect Δacc@1 against the undefended one (marked when its
-    interval excludes 0)."""
+    """Defense × attack tables, one per (dataset, protocol), one column per attack configuration:
+    acc@1 ± the half-width of its interval, and for defended targets the paired effect Δacc@1
+    against the undefended one (marked when its interval excludes 0)."""
     out = []
     for ds, proto in sorted({(c.dataset, c.protocol) for c in cells}):
         sub = [c for c in cells if (c.dataset, c.protocol) == (ds, proto)]
-        attacks = sorted({c.attack for c in sub})
+        columns = matrix_columns(sub)
         defenses = sorted({c.defense for c in sub}, key=lambda d: (d != "none", d))
         rows = []
         for d in defenses:
             row = []
-            for a in attacks:
-                hit = [c for c in sub if c.defense == d and c.attack == a]
+            for a, key, _ in columns:
+                hit = [c for c in sub if c.defense == d and c.attack == a and config_key(c) == key]
                 if not hit or hit[0].acc1 is None:
                     row.append(None)
                     continue
@@ -172,7 +195,7 @@ def matrices(cells: list[Cell]) -> list[dict[str, Any]]:
                                 "covers": ", ".join(eff.covers)}})
             rows.append({"defense": d, "cells": row})
         covers = sorted({x for c in sub if c.acc1 for x in c.acc1.covers})
-        out.append({"dataset": ds, "protocol": proto, "attacks": attacks, "rows": rows,
+        out.append({"dataset": ds, "protocol": proto, "attacks": [h for _, _, h in columns], "rows": rows,
                     "replicates": max(len(c.entries) for c in sub), "covers": ", ".join(covers)})
     return out
 
