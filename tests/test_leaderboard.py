@@ -272,3 +272,16 @@ def test_matrix_has_a_column_per_attack_configuration():
     assert rows == {"none": ["40.0", "50.0", "90.0"], "nls": [None, "30.0", "60.0"]}
     nls = {h: c for h, c in zip(m["attacks"], m["rows"][1]["cells"])}
     assert nls["ppa (steps=10)"]["effect"]["value"] == "-20.0" and nls["ppa (steps=40)"]["effect"]["value"] == "-30.0"
+
+
+def test_a_run_under_a_query_budget_is_its_own_configuration():
+    """Same attack settings with and without `--query-budget`: two results, never pooled as replicates."""
+    from mibench.leaderboard.aggregate import cells
+    from mibench.leaderboard.page import matrices
+
+    capped = make_entry("capped", attack="lokt", acc1=0.2)
+    capped["queries"]["budget"] = 1000
+    cs = cells([make_entry("full", attack="lokt", acc1=0.6), capped])
+    assert len(cs) == 2 and all(len(c.entries) == 1 for c in cs)
+    [m] = matrices(cs)
+    assert m["attacks"] == ["lokt (query_budget=1000)", "lokt (query_budget=None)"]

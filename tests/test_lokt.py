@@ -199,6 +199,11 @@ def test_the_runner_records_how_far_a_budget_stopped_run_got(tmp_path, monkeypat
     stopped = json.loads((tmp_path / "runs" / resolve(spec).run_id() / "stopped.json").read_text())
     assert stopped["queries_by_phase"]["gan-training"] == GAN_QUERIES and stopped["queries"] <= GAN_QUERIES + 5
     assert stopped["classes_done"] == [] and "budget" in stopped["reason"]
+    # A budget the run stays within is recorded in its entry (what the figure was measured under).
+    roomy = RunSpec(target="tiny-target", attack="lokt", classes=[0, 1], overrides=dict(TINY_LOKT),
+                    query_budget=GAN_QUERIES + 1000)
+    entry = run_one(roomy, out=tmp_path / "runs", device="cpu", progress=False)
+    assert entry["queries"]["budget"] == GAN_QUERIES + 1000 and entry["queries"]["total"] <= GAN_QUERIES + 1000
 
 
 def test_stages_shipped_for_a_target_are_used_instead_of_training(tmp_path, monkeypatch):

@@ -42,11 +42,23 @@ def recipe_key(entry: dict[str, Any]) -> str:
 
 
 def cell_key(entry: dict[str, Any]) -> tuple:
-    """Entries with the same key are replicates of one result."""
+    """Entries with the same key are replicates of one result (a run under a query budget is another
+    result than the same attack without one)."""
     a, d = entry["attack"], entry["target"]["defense"]
     return (entry["dataset"], target_base(entry["target"]["name"]), a["name"], a.get("preset"),
             card_hash(a.get("config") or {})[:12], (entry.get("prior") or {}).get("name"), entry_protocol(entry),
-            d["card"], card_hash(d.get("params") or {})[:12])
+            d["card"], card_hash(d.get("params") or {})[:12], query_budget(entry))
+
+
+def query_budget(entry: dict[str, Any]) -> int | None:
+    """The query budget an entry's run was capped at (None: no budget)."""
+    return (entry.get("queries") or {}).get("budget")
+
+
+def _attack_key(entry: dict[str, Any]) -> tuple:
+    """What a defended cell shares with its undefended pair: preset, attack config, query budget."""
+    k = cell_key(entry)
+    return k[3], k[4], k[9]
 
 
 def per_class_values(entry: dict[str, Any], metric: str = "acc@1") -> dict[int, float]:
@@ -105,20 +117,23 @@ class Cell:
 
 
 def config_key(cell: Cell) -> tuple:
-    """What tells apart configurations of one attack on one target: preset, config hash, prior."""
-    return cell_key(cell.entries[0])[3:6]
+    """What tells apart configurations of one attack on one target: preset, config hash, prior,
+    query budget."""
+    k = cell_key(cell.entries[0])
+    return k[3], k[4], k[5], k[9]
 
 
 def config_labels(cells_: list[Cell]) -> list[str]:
     """For the configurations of one attack on one target: the settings where each differs from the
-    others (`clip_z=1.0`; `preset=…`, `prior=…` when those differ), "" when there is only one."""
+    others (`clip_z=1.0`; `preset=…`, `prior=…`, `query_budget=…` when those differ), "" when there
+    is only one."""
     if len(cells_) < 2:
         return [""]
     configs = [cell.entries[0]["attack"].get("config") or {} for cell in cells_]
     keys = sorted({k for c in configs for k in c})
-    configs = [{"preset": cell.entries[0]["attack"].get("preset"), "prior": cell.prior, **c}
-               for cell, c in zip(cells_, configs)]
-    keys = ["preset", "prior"] + keys
+    configs = [{"preset": cell.entries[0]["attack"].get("preset"), "prior": cell.prior,
+                "query_budget": query_budget(cell.entries[0]), **c} for cell, c in zip(cells_, configs)]
+    keys = ["preset", "prior", "query_budget"] + keys
     varying = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
     return [", ".join(f"{k}={c.get(k)}" for k in varying) for c in configs]
 
@@ -142,12 +157,12 @@ def cells(entries: list[dict[str, Any]], metric: str = "acc@1") -> list[Cell]:
         nat = [v for v in nat.values() if v is not None]
         if nat:
             c.natural, c.natural_range = sum(nat) / len(nat), (min(nat), max(nat))
-    by_config = {(c.dataset, c.recipe, c.attack, c.prior, c.protocol, cell_key(c.entries[0])[3:5]): c
+    by_config = {(c.dataset, c.recipe, c.attack, c.prior, c.protocol, _attack_key(c.entries[0])): c
                  for c in out if c.defense == NONE_DEFENSE}
     for c in out:
         if c.defense == NONE_DEFENSE:
             continue
-        base = by_config.get((c.dataset, c.recipe, c.attack, c.prior, c.protocol, cell_key(c.entries[0])[3:5]))
+        base = by_config.get((c.dataset, c.recipe, c.attack, c.prior, c.protocol, _attack_key(c.entries[0])))
         if base is None:
             continue
         mine, theirs = c.replicates(), base.replicates()

@@ -242,7 +242,8 @@ def finalize(folder: RunFolder, run: ResolvedRun, config: dict[str, Any], scorer
         # What a random guess scores, for the metrics that define it (e.g. re-identification 1 / K).
         "chance": {k: v for kind in scorer.kinds for k, v in kind.chance(scorer).items()
                    if metrics.get(k) is not None},
-        "queries": {"total": sum(queries_by_phase.values()), "by_phase": queries_by_phase},
+        "queries": {"total": sum(queries_by_phase.values()), "by_phase": queries_by_phase,
+                    **({"budget": run.spec.query_budget} if run.spec.query_budget is not None else {})},
         "wall_time_s": round(wall, 2),
         "per_class": [{k: v for k, v in m.items() if k not in _PER_CLASS_ONLY} for m in per_class],
         "failed_classes": failed,
