@@ -151,3 +151,20 @@ def test_prior_quality_report_and_the_collapsed_prior_warning(tmp_path, monkeypa
     q = prior_quality(card, Collapsed())
     assert q.class_coverage == 1 / 6 and any("collapsed" in w for w in q.warnings())
     assert any("far above its floor" in w for w in q.warnings())
+    assert q.recall_real is not None and q.recall < q.recall_real
+
+
+def test_a_prior_with_little_recall_is_called_collapsed_even_when_it_covers_the_classes():
+    """On a user's public folder of other classes the evaluator's classes say little: a prior whose
+    samples reach a tenth of the recall other real images reach is collapsed (the digits prior of
+    docs/own-data: recall 0.013), one at a fifth is not (the shipped 500-step prior: 0.169)."""
+    from mibench.zoo.prior_quality import PriorQuality
+
+    def quality(recall):
+        return PriorQuality(evaluator="e", samples=448, fid_eval=0.5, fid_floor=0.08, class_coverage=1.0,
+                            class_coverage_real=1.0, precision=0.95, recall=recall, density=1.0, coverage=0.3,
+                            recall_real=0.8)
+
+    assert any("collapsed" in w and "recall 0.013" in w for w in quality(0.013).warnings())
+    assert quality(0.169).warnings() == []
+    assert PriorQuality("e", 10, 1.0, 0.5, 1.0, 1.0, 0.9, 0.0, 1.0, 0.3).warnings() == []  # no real recall: no claim

@@ -2,7 +2,7 @@
 real images with the real-vs-real floor next to it, precision / recall / coverage (k-NN, k = 3), and
 class coverage (the share of the evaluator's classes that some sample is classified as). Reported
 after every prior build and recorded in shipped priors' manifests; a prior far from its floor or
-covering few classes (collapsed) gets a warning.
+covering few classes or little of the real data's variety (collapsed) gets a warning.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 # measure the evaluator's response to artefacts more than leaked identity.
 FID_WARN_FACTOR = 10.0
 COVERAGE_WARN = 0.5
+# ... or when the samples' recall is below this share of real images' recall against the same
+# reference: a collapsed prior on data whose classes the evaluator does not know (a user's public
+# folder of other classes) still "covers" the evaluator's classes, but not the data's variety.
+RECALL_WARN = 0.1
 
 
 @dataclass
@@ -40,6 +44,7 @@ class PriorQuality:
     recall: float
     density: float
     coverage: float
+    recall_real: float | None = None  # recall of other real images against the same reference
 
     def warnings(self) -> list[str]:
         """Why this prior is not fit for attacks (empty when it is)."""
@@ -49,6 +54,9 @@ class PriorQuality:
         if self.class_coverage < COVERAGE_WARN * self.class_coverage_real:
             out.append(f"samples cover {100 * self.class_coverage:.0f}% of the classes real images cover "
                        f"({100 * self.class_coverage_real:.0f}%): the prior looks collapsed")
+        if self.recall_real and self.recall < RECALL_WARN * self.recall_real:
+            out.append(f"samples reach recall {self.recall:.3f} where other real images reach {self.recall_real:.3f}: "
+                       "they cover little of the data's variety, the prior looks collapsed")
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,13 +120,13 @@ def _measure(card: GeneratorCard, G: torch.nn.Module, evaluator, name: str, n: i
                          for i in range(0, n, 250)])  # untruncated, in [0, 1]
     f_gen, l_gen = _features(evaluator, samples, device)
     k = l_ref.shape[1]
-    pr = prdc(f_ref, f_gen, k=3)
+    pr, pr_real = prdc(f_ref, f_gen, k=3), prdc(f_ref, f_other, k=3)
     return PriorQuality(evaluator=name, samples=n, fid_eval=fid_from_features(f_gen, f_ref),
                         fid_floor=fid_from_features(f_other, f_ref),
                         class_coverage=l_gen.argmax(1).unique().numel() / k,
                         class_coverage_real=l_other.argmax(1).unique().numel() / k,
                         precision=pr["precision"], recall=pr["recall"], density=pr["density"],
-                        coverage=pr["coverage"])
+                        coverage=pr["coverage"], recall_real=pr_real["recall"])
 
 
 def report(card: GeneratorCard, quality: PriorQuality | None) -> None:
@@ -128,8 +136,9 @@ def report(card: GeneratorCard, quality: PriorQuality | None) -> None:
         return
     q = quality
     log.info("prior %s: FID_eval %.2f (floor %.2f), class coverage %.0f%% (real %.0f%%), precision %.2f, "
-             "recall %.2f, coverage %.2f (%d samples, %s features)", card.name, q.fid_eval, q.fid_floor,
-             100 * q.class_coverage, 100 * q.class_coverage_real, q.precision, q.recall, q.coverage,
+             "recall %.2f (real %.2f), coverage %.2f (%d samples, %s features)", card.name, q.fid_eval, q.fid_floor,
+             100 * q.class_coverage, 100 * q.class_coverage_real, q.precision, q.recall, q.recall_real or float("nan"),
+             q.coverage,
              q.samples, q.evaluator)
     for w in q.warnings():
         log.warning("prior %s: %s — attack accuracy through it measures artefacts more than leaked identity; "
