@@ -18,11 +18,16 @@ from PIL import Image
 from mibench.data.imagefolder import class_folders, nonempty_images, require_dir
 from mibench.errors import DataError, MIBenchError
 
-# The prior recipe for small public data (the embedded recipe trains 500 steps on 20 k images; on a
-# few thousand images that collapses). Steps scale with the data — about 16 passes over it, at
-# least 1500 steps — and the discriminator augmentation is applied more often (ADA's finding: the
-# smaller the data, the more augmentation D needs before it overfits).
+# The prior recipe for public data. On a folder of fewer than SMALL_DATA images the embedded recipe
+# (lr 0.005, the R1 heuristic γ = 0.0002·R²/batch, 500 steps on 20 k images) collapses: measured on
+# the 896 public digits of benchmarks/demo_folders.py, every sample showed the same glyph (recall
+# 0.004–0.013 at 500–1000 steps). The small-data recipe is the StyleGAN2 default lr 0.0025, R1
+# γ 1 — which let the digits prior leave the collapse (recall 0.205 at 1500 steps, 0.52 at 2000,
+# 0.58 at 2500) — augmentation on 60 % of D's images (ADA's finding: the smaller the data, the
+# more augmentation D needs) and at least 3000 steps. Steps scale with the data: about 16 passes.
+SMALL_DATA = 10000
 PRIOR_MIN_STEPS = 1500
+PRIOR_MIN_STEPS_SMALL = 3000
 PRIOR_EPOCHS = 16
 PRIOR_MAX_STEPS = 20000
 TARGET_MIN_STEPS = 1500  # classifier SGD steps (batch 64) at least, whatever the folder's size
@@ -68,11 +73,16 @@ def prior_resolution(size: int) -> int:
 
 
 def prior_train_recipe(public_images: int) -> dict[str, Any]:
-    """The `train:` block of a prior on `public_images` images (see PRIOR_* above)."""
-    steps = max(PRIOR_MIN_STEPS, min(PRIOR_MAX_STEPS, PRIOR_EPOCHS * public_images // 32))
-    p = 0.2 if public_images >= 10000 else 0.4
-    return {"steps": int(steps), "batch_size": 32, "lr_g": 0.005, "lr_d": 0.005, "style_mixing_prob": 0.0,
-            "discriminator": {"channel_base": 1024, "channel_max": 64}, "augment": {"p": p}, "seed": 0}
+    """The `train:` block of a prior on `public_images` images (see SMALL_DATA and PRIOR_* above)."""
+    small = public_images < SMALL_DATA
+    floor = PRIOR_MIN_STEPS_SMALL if small else PRIOR_MIN_STEPS
+    steps = max(floor, min(PRIOR_MAX_STEPS, PRIOR_EPOCHS * public_images // 32))
+    recipe = {"steps": int(steps), "batch_size": 32, "lr_g": 0.0025 if small else 0.005,
+              "lr_d": 0.0025 if small else 0.005}
+    if small:
+        recipe["r1_gamma"] = 1.0
+    return {**recipe, "style_mixing_prob": 0.0, "discriminator": {"channel_base": 1024, "channel_max": 64},
+            "augment": {"p": 0.6 if small else 0.2}, "seed": 0}
 
 
 def starter_cards(name: str, private: Path, public: Path, summary: FolderSummary) -> dict[str, dict[str, Any]]:

@@ -145,7 +145,8 @@ def test_init_writes_starter_cards_sized_from_the_data_and_never_overwrites(own,
     assert (target.num_classes, target.input_size, target.dataset.params) == (4, 16, {"resolution": 16})
     assert target.prior == "mine-stylegan2" and target.evaluator == "mine-evaluator"
     prior = get_card("generator", "mine-stylegan2")
-    assert prior.resolution == 16 and prior.train["steps"] == 1500 and prior.train["augment"]["p"] == 0.4
+    assert prior.resolution == 16 and prior.train["steps"] == 3000 and prior.train["augment"]["p"] == 0.6
+    assert prior.train["r1_gamma"] == 1.0 and prior.train["lr_g"] == prior.train["lr_d"] == 0.0025  # small data
     run = resolve(RunSpec(target="mine-resnet", attack="ppa"))
     assert (run.prior.name, run.preset) == ("mine-stylegan2", "small")
     again = CliRunner().invoke(cli, ["init", str(data / "private"), "--public", str(data / "public"),
@@ -172,3 +173,12 @@ def test_an_under_trained_prior_on_a_public_folder_is_reported_and_warned_about(
     assert any(r.levelno == logging.WARNING and "far above its floor" in r.getMessage() for r in caplog.records)
     assert art.file(".samples.png").is_file()
     assert [p["step"] for p in art.meta()["quality_curve"]] == [1, 2, 3]  # measured over training too
+
+
+def test_the_prior_recipe_scales_with_the_public_data():
+    from mibench.starter import prior_train_recipe
+
+    small, large = prior_train_recipe(896), prior_train_recipe(40000)
+    assert (small["steps"], small["lr_g"], small["r1_gamma"], small["augment"]["p"]) == (3000, 0.0025, 1.0, 0.6)
+    assert (large["steps"], large["lr_g"], large["augment"]["p"]) == (20000, 0.005, 0.2) and "r1_gamma" not in large
+    assert prior_train_recipe(20000)["steps"] == 10000  # 16 passes over the data
