@@ -248,6 +248,15 @@ def test_page_plots_query_attacks_accuracy_against_queries_per_identity(tmp_path
     xs = [float(p.split(",")[0].lstrip("ML")) for p in path.split()]
     assert len(xs) == 3 and xs == sorted(xs)
     assert "1,000 queries per identity, acc@1 40.0%" in html
+    # One colour per attack: the same attack under another protocol is another line in the same
+    # colour, the non-standard one dashed, and the legend lists the attack once.
+    standard = point(3, 10, 1000, 0.3)
+    standard["classes"] = list(range(100))
+    standard["per_class"] = [{"class": c, "acc@1": 0.3} for c in range(100)]
+    html = _board(tmp_path / "q", entries + [standard])["page"].read_text()
+    colours = {g.split('stroke="')[1].split('"')[0] for g in html.split('<g class="curve"')[1:]}
+    assert html.count('<g class="curve"') == 2 and len(colours) == 1 and html.count('stroke-dasharray') == 1
+    assert html.count('class="legend"') == 1
     only_white_box = _board(tmp_path / "wb", [make_entry("wb", acc1=0.9)])["page"].read_text()
     assert 'id="queries-plot"' not in only_white_box
 

@@ -109,13 +109,16 @@ def queries_per_identity(cell: Cell) -> float:
 def query_curves(cells: list[Cell], width: int = 520, height: int = 360, pad: int = 48) -> dict[str, Any]:
     """SVG geometry of the accuracy-vs-queries plot of the query attacks (black-box, label-only): one
     line per (target, attack, protocol) through its configurations (e.g. the points of a `mibench
-    sweep`), x = target queries per identity on a log scale, y = acc@1 with its 95 % interval."""
+    sweep`), x = target queries per identity on a log scale, y = acc@1 with its 95 % interval. One
+    colour per attack (the legend, right of the plot, lists attacks: targets are in each point's
+    tooltip), dashed lines for protocols other than standard."""
     pts = [c for c in cells if c.acc1 is not None and c.entries[0]["attack"].get("access") in QUERY_LEVELS
            and queries_per_identity(c) > 0]
     groups: dict[tuple[str, str, str], list[Cell]] = {}
     for c in pts:
         groups.setdefault((c.target, c.attack, c.protocol), []).append(c)
-    colors = {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(sorted(groups))}
+    attacks = sorted({a for _, a, _ in groups})
+    colors = {a: PALETTE[i % len(PALETTE)] for i, a in enumerate(attacks)}
     qs = [math.log10(queries_per_identity(c)) for c in pts] or [0.0, 1.0]
     x_lo, x_hi = math.floor(min(qs)), max(math.ceil(max(qs)), math.floor(min(qs)) + 1)
 
@@ -136,12 +139,16 @@ def query_curves(cells: list[Cell], width: int = 520, height: int = 360, pad: in
                                     f"{100 * a.value:.1f}% [{100 * a.lo:.1f}, {100 * a.hi:.1f}] (95 % interval over "
                                     f"{', '.join(a.covers)})"})
         series.append({"name": f"{attack} · {target}" + ("" if protocol == "standard" else f" ({protocol})"),
-                       "color": colors[key], "points": points,
+                       "color": colors[attack], "dash": "" if protocol == "standard" else "4 3", "points": points,
                        "path": " ".join(f"{'M' if i == 0 else 'L'}{p['x']},{p['y']}" for i, p in enumerate(points))})
     xticks = [{"pos": sx(10.0 ** d), "label": f"{10 ** d:,}" if d >= 0 else f"{10.0 ** d:g}"}
               for d in range(x_lo, x_hi + 1)]
     yticks = [{"pos": sy(t), "label": f"{100 * t:.0f}"} for t in (0, 0.25, 0.5, 0.75, 1.0)]
-    return {"width": width, "height": height, "pad": pad, "series": series, "xticks": xticks, "yticks": yticks}
+    legend = [{"name": a, "color": colors[a]} for a in attacks]
+    protocols = sorted({p for _, _, p in groups})
+    return {"width": width, "height": height, "pad": pad, "series": series, "xticks": xticks, "yticks": yticks,
+            "legend": legend, "legend_x": width + 8, "svg_width": width + 180,
+            "dashed": [p for p in protocols if p != "standard"]}
 
 
 def matrix_columns(sub: list[Cell]) -> list[tuple[str, tuple, str]]:
