@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mibench.attacks.base import AttackContext, ClassResult, pad_rows, padded_chunks
+from mibench.attacks.base import AttackContext, ClassResult, map_fixed_batches, pad_rows, padded_chunks
 from mibench.attacks.mirror import PHASE_ATTACK, MirrorAttack
 from mibench.ops import rng
 from mibench.ops.transforms import View
@@ -141,7 +141,10 @@ class MirrorWhiteBoxAttack(MirrorAttack):
         view = View(size=access.input_size)
         flip_seed = rng.stream_seed(ctx.seed, self.name, "flip")
         best_loss = torch.full((len(classes),), math.inf)
-        best = torch.cat([w.detach()[: b - a].cpu() for w, (a, b) in zip(ws, chunks)])
+        def real_rows() -> Tensor:  # the latents' real rows (no padding), in order, on CPU
+            return torch.cat([w.detach()[: b - a].cpu() for w, (a, b) in zip(ws, chunks)])
+
+        best = real_rows()
         best_step = torch.zeros(len(classes), dtype=torch.long)
         from tqdm import tqdm
 
@@ -166,7 +169,7 @@ class MirrorWhiteBoxAttack(MirrorAttack):
                     w.copy_(self._bounds.clip(w))
                 row_losses.append(loss.detach().cpu()[: b - a])
             class_loss = torch.cat(row_losses).view(len(classes), n).sum(1)
-            now = torch.cat([w.detach()[: b - a].cpu() for w, (a, b) in zip(ws, chunks)]).view(len(classes), n, -1)
+            now = real_rows().view(len(classes), n, -1)
             better = class_loss < best_loss if cfg.keep == "published" else torch.ones(len(classes), dtype=torch.bool)
             best_loss = torch.where(better, class_loss, best_loss)
             best_step = torch.where(better, torch.full_like(best_step, step), best_step)
@@ -177,14 +180,13 @@ class MirrorWhiteBoxAttack(MirrorAttack):
     def _results(self, ctx: AttackContext, classes: list[int], latents: Tensor, loss: Tensor,
                  step: Tensor) -> list[ClassResult]:
         """One ClassResult per class: its kept latents (n, D), their images and p_y scores."""
-        cfg = self.config
+        cfg, access = self.config, ctx.access
         flat = latents.reshape(-1, latents.shape[-1])
-        images = torch.cat([View(size=ctx.output_size)(self.render(ctx, pad_rows(flat[a:b], cfg.batch_size)))[: b - a]
-                            for a, b in padded_chunks(len(flat), cfg.batch_size)]).cpu()
-        view = View(size=ctx.access.input_size)
-        scores = torch.cat([torch.softmax(ctx.access.logits(view(pad_rows(images[a:b], cfg.batch_size).to(ctx.device)),
-                                                            count=b - a).float(), dim=1).cpu()[: b - a]
-                            for a, b in padded_chunks(len(images), cfg.batch_size)])
+        images = map_fixed_batches(lambda w, _n: View(size=ctx.output_size)(self.render(ctx, w)), cfg.batch_size,
+                                   flat).cpu()
+        view = View(size=access.input_size)
+        scores = map_fixed_batches(lambda x, n_real: torch.softmax(
+            access.logits(view(x.to(ctx.device)), count=n_real).float(), dim=1).cpu(), cfg.batch_size, images)
         n = cfg.num_latents
         out = []
         for i, c in enumerate(classes):
