@@ -351,7 +351,9 @@ def leaderboard_build(runs: tuple[Path, ...], root: Path) -> None:
 @click.option("--metric", default="acc@1", show_default=True, help="Per-class metric to compare, e.g. reid@1.")
 def leaderboard_compare(attack: str, baseline: str, root: Path, protocol: str, metric: str) -> None:
     """Print ATTACK against BASELINE on every target both were run on: each one's pooled metric and
-    the paired difference (same identities and seeds) with its 95 % interval (`*`: excludes 0)."""
+    the paired difference (same identities and seeds) with its 95 % interval (`*`: excludes 0).
+    Either may be ATTACK:PRIOR, e.g. `ppa:synthfaces32-stylegan2-v2 ppa:synthfaces32-stylegan2`
+    (one attack through two priors)."""
     from mibench.leaderboard.compare import format_compare
     from mibench.leaderboard.entries import collect
 

@@ -233,6 +233,22 @@ def test_attacks_are_compared_pairwise_on_shared_identities(tmp_path):
     assert bad.exit_code != 0 and "not a per-class metric" in str(bad.exception)
 
 
+def test_one_attack_is_compared_through_two_priors():
+    """`compare ppa:NEW ppa:OLD`: the same attack, paired over identities, through two priors."""
+    from mibench.leaderboard.compare import compare_rows
+
+    hard = [0.9, 0.5, 0.7, 0.3] * 10
+    old = _replicated("none", 0, 0, hard)
+    new = _replicated("none", 0, 0, [v + 0.05 for v in hard])
+    new["prior"] = {**(new.get("prior") or {}), "name": "prior-v2"}
+    new["entry_id"] += "-v2"
+    old_prior = (old.get("prior") or {}).get("name")
+    rows = compare_rows([old, new], "ppa:prior-v2", f"ppa:{old_prior}", protocol=None)
+    assert len(rows) == 1 and rows[0]["Δacc@1"] == "+5.0 [+5.0, +5.0] *"
+    assert rows[0]["ppa:prior-v2"].startswith("65.0 ± ")
+    assert compare_rows([old, new], "ppa:prior-v2", "ppa:missing", protocol=None) == []
+
+
 def test_page_plots_query_attacks_accuracy_against_queries_per_identity(tmp_path):
     def point(i, steps, queries, acc):
         e = make_entry(f"lokt{i}", attack="lokt", acc1=acc, queries={"total": queries, "by_phase": {"attack": queries}})

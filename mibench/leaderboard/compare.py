@@ -1,7 +1,9 @@
 """Attack against attack on the same targets: per target (and protocol), the paired difference of a
 per-class metric between two attacks — same identities, same target training-seed replicates and
 attack seeds — with its 95 % interval (`*` where it excludes 0). What `mibench leaderboard compare`
-prints, e.g. to check a published ordering such as "KED-MI > GMI"."""
+prints, e.g. to check a published ordering such as "KED-MI > GMI". A side may name a prior as
+`ATTACK:PRIOR` (`ppa:synthfaces32-stylegan2-v2` against `ppa:synthfaces32-stylegan2`), which compares
+one attack through two priors."""
 
 from __future__ import annotations
 
@@ -12,21 +14,32 @@ from mibench.ops.stats import paired_difference
 from mibench.run.table import text_table
 
 
+def _side(spec: str) -> tuple[str, str | None]:
+    """(attack, prior or None) of a side written `ATTACK` or `ATTACK:PRIOR`."""
+    attack, _, prior = spec.partition(":")
+    return attack, prior or None
+
+
 def compare_rows(entries: list[dict[str, Any]], attack: str, baseline: str, metric: str = "acc@1",
                  protocol: str | None = "standard") -> list[dict[str, Any]]:
-    """One row per (target, protocol) both attacks were run on — per pair of configurations when an
-    attack has several there (a `config` column then names the settings that tell them apart): each
-    attack's pooled `metric` and their paired difference `attack − baseline` (None where they share no
-    identity)."""
+    """One row per (target, protocol) both sides were run on — per pair of configurations when a side
+    has several there (a `config` column then names the settings that tell them apart): each side's
+    pooled `metric` and their paired difference `attack − baseline` (None where they share no
+    identity). A side is `ATTACK` or `ATTACK:PRIOR` (only the entries through that prior)."""
+    sides = (attack, baseline)
+    wanted = [_side(s) for s in sides]
     by: dict[tuple, dict[str, list]] = {}
     for c in cells(entries, metric):
-        if c.attack in (attack, baseline) and c.acc1 is not None and (protocol is None or c.protocol == protocol):
-            by.setdefault((c.dataset, c.target, c.protocol), {}).setdefault(c.attack, []).append(c)
+        if c.acc1 is None or (protocol is not None and c.protocol != protocol):
+            continue
+        for name, (att, prior) in zip(sides, wanted):
+            if c.attack == att and (prior is None or c.prior == prior):
+                by.setdefault((c.dataset, c.target, c.protocol), {}).setdefault(name, []).append(c)
     rows = []
     for (dataset, target, proto), pair in sorted(by.items()):
         if len(pair) < 2:
             continue
-        labels = {name: config_labels(pair[name]) for name in (attack, baseline)}
+        labels = {name: config_labels(pair[name]) for name in sides}
         for i, a in enumerate(pair[attack]):
             for j, b in enumerate(pair[baseline]):
                 mine, theirs = a.replicates(), b.replicates()
