@@ -41,13 +41,21 @@ def machine() -> dict[str, Any]:
             "threads": torch.get_num_threads(), "python": platform.python_version()}
 
 
+def _training_seconds(meta: dict[str, Any]) -> float | None:
+    """Training time of a build: a resumed prior build's `build_seconds` counts only its last part,
+    while its training record's `seconds` runs across resumes, so the larger of the two."""
+    times = [t for t in (meta.get("build_seconds"), meta.get("summary", {}).get("seconds"), meta.get("seconds"))
+             if t is not None]
+    return max(times) if times else None
+
+
 def _manifest(kind: str, card: Any, art: Artifact) -> dict[str, Any]:
     meta, record = art.meta(), art.record()
     out = {"kind": kind, "card": card.name if card is not None else None,
            "card_hash": card_hash(card) if card is not None else None,
            "code_version": record.get("code_version"),
            "sha256": record.get("files"), "bytes": {s: art.file(s).stat().st_size for s in record.get("files", {})},
-           "training_seconds": meta.get("build_seconds", meta.get("summary", {}).get("seconds", meta.get("seconds"))),
+           "training_seconds": _training_seconds(meta),
            "machine": machine(), "shipped": datetime.date.today().isoformat()}
     for k in ("natural_accuracy", "quality"):
         if meta.get(k) is not None:
