@@ -2,7 +2,8 @@
 per-class reference loop written here, same generator, target and settings, in one run.
 
 Reports images·steps/s and peak memory for each. Sizes:
-  embedded  — the synthfaces prior shape (32 px StyleGAN2, 128-d w) + compact ResNet at 32 px
+  embedded  — the default synthfaces prior's shape (32 px StyleGAN2, 128-d w) + compact ResNet at 32 px
+  embedded-small — the same with the half-width embedded recipe (the default prior before v2)
   research  — StyleGAN2 at 256 px (and 1024 px with --research-1024) with random weights,
               ResNet-152 at 224 px (PPA's setting: centre crop 800/1024, resize 224)
 
@@ -27,9 +28,14 @@ import time
 
 SIZES = {
     # name: (generator params, resolution, target arch, target input, crop fraction, classes, candidates, steps)
+    # the default prior's shape (synthfaces32-stylegan2-v2)
     "embedded": ({"z_dim": 128, "w_dim": 128, "mapping_kwargs": {"num_layers": 2},
-                  "synthesis_kwargs": {"channel_base": 512, "channel_max": 32}}, 32, "compact_resnet", 32, None,
+                  "synthesis_kwargs": {"channel_base": 1024, "channel_max": 64}}, 32, "compact_resnet", 32, None,
                  10, 16, 10),
+    # the half-width embedded recipe (synthfaces32-stylegan2, the default before v2)
+    "embedded-small": ({"z_dim": 128, "w_dim": 128, "mapping_kwargs": {"num_layers": 2},
+                        "synthesis_kwargs": {"channel_base": 512, "channel_max": 32}}, 32, "compact_resnet", 32, None,
+                       10, 16, 10),
     "research": ({"z_dim": 512, "w_dim": 512, "mapping_kwargs": {"num_layers": 8},
                   "synthesis_kwargs": {"channel_base": 16384, "channel_max": 512}}, 256, "resnet152", 224, 0.78125,
                  2, 2, 2),

@@ -5,7 +5,7 @@
     print(mb.table([entry]))
     e = mb.load_entry("runs/<run-id>/entry.json")                                 # validated
     target, info = mb.load_target("synthfaces32-resnet")                         # nn.Module, facts
-    G, info = mb.load_prior("synthfaces32-stylegan2")
+    G, info = mb.load_prior("synthfaces32-stylegan2-v2")                         # the default prior
     mb.list_names("attacks")                                                     # registered kinds
 
 Everything a run does is recorded in its run folder exactly as with `mibench run`.

@@ -389,6 +389,14 @@ def model_card(card: TargetCard) -> TargetCard:
     return dataclasses.replace(card, public_data=None, prior=None)
 
 
+def trained_card(card: GeneratorCard) -> GeneratorCard:
+    """The prior card without its use-side field `default_for` (which datasets attack through it by
+    default): what keys the trained prior, so that making a prior a dataset's default retrains nothing."""
+    if not card.default_for:
+        return card
+    return dataclasses.replace(card, default_for=[])
+
+
 def replace(card: Any, **changes: Any) -> Any:
     """A copy of `card` with fields changed (dataclasses.replace, re-validated)."""
     new = dataclasses.replace(card, **changes)

@@ -116,4 +116,19 @@ def test_shipped_prior_variants_and_the_default_zoo():
     assert shifted.dataset.split == "public-shifted" and shifted.train == base.train and shifted.default_for == []
     assert big.resolution == 64 and big.dataset.name == "synthfaces64" and big.default_for == ["synthfaces64"]
     default = {c.name for kind, c in zoo.zoo_cards() if kind == "generator"}
-    assert default == {"synthfaces32-stylegan2", "synthfaces32-gmi"}  # the dataset's default prior of each kind
+    assert default == {"synthfaces32-stylegan2-v2", "synthfaces32-gmi"}  # the dataset's default prior of each kind
+
+
+def test_making_a_prior_the_default_keeps_its_trained_artifact():
+    """`default_for` says which datasets attack through a prior, not what it trains: changing it
+    must not retrain the prior nor orphan its shipped weights."""
+    from mibench.cards import replace, trained_card
+    from mibench.zoo.priors import prior_artifact
+
+    card = get_card("generator", "synthfaces32-stylegan2-v2")
+    other = replace(card, default_for=["synthfaces64", "synthfaces32"])
+    assert card_hash(other) != card_hash(card)  # a run through it records the card as it was
+    assert card_hash(trained_card(other)) == card_hash(trained_card(card))
+    assert prior_artifact(other).stem == prior_artifact(card).stem and prior_artifact(card).shipped
+    changed = replace(card, train={**card.train, "steps": card.train["steps"] + 1})
+    assert prior_artifact(changed).key != prior_artifact(card).key

@@ -208,7 +208,7 @@ def test_the_attack_gets_a_prior_of_its_kind():
     gmi = resolve(RunSpec(target="synthfaces32-resnet", attack="gmi", classes=[0]))
     assert gmi.prior.kind == "gmi" and gmi.preset == "synthfaces"
     ppa = resolve(RunSpec(target="synthfaces32-resnet", attack="ppa", classes=[0]))
-    assert ppa.prior.name == "synthfaces32-stylegan2"
+    assert ppa.prior.name == "synthfaces32-stylegan2-v2"
     with pytest.raises(MIBenchError, match="runs on gmi priors") as err:
         resolve(RunSpec(target="synthfaces32-resnet", attack="gmi", prior="synthfaces32-stylegan2", classes=[0]))
     assert "omit --prior" in str(err.value.fix)

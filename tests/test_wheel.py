@@ -49,5 +49,5 @@ def test_wheel_installs_with_its_cards(tmp_path):
     out = subprocess.run([str(venv / "bin" / "python"), "-c", code], cwd=elsewhere, env=env,
                          capture_output=True, text=True, check=True).stdout.split("\n")
     assert str(venv) in out[0]  # the installed copy, not the checkout
-    assert out[1].startswith("synthfaces32-resnet__ppa__synthfaces32-stylegan2__seed0__")
-    assert out[2] == "synthfaces32-stylegan2 synthfaces"
+    assert out[1].startswith("synthfaces32-resnet__ppa__synthfaces32-stylegan2-v2__seed0__")
+    assert out[2] == "synthfaces32-stylegan2-v2 synthfaces"

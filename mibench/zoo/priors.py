@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from mibench.cards import GeneratorCard, card_hash, get_card
+from mibench.cards import GeneratorCard, card_hash, get_card, trained_card
 from mibench.errors import CheckpointError, MIBenchError
 from mibench.ops.cache import Artifact, ArtifactCache, code_version
 from mibench.registry import GENERATORS
@@ -30,9 +30,9 @@ def prior_code(card: GeneratorCard) -> tuple[str, ...]:
 
 
 def prior_artifact(card: GeneratorCard, local: bool = False) -> Artifact:
-    """The trained prior (card content + the producing code, for a local build); the shipped copy
-    when one exists for this card hash, unless `local`."""
-    return PRIORS.artifact(card.name, {"card": card_hash(card)}, prior_code(card), local=local)
+    """The trained prior (card content without `default_for` + the producing code, for a local build);
+    the shipped copy when one exists for this card hash, unless `local`."""
+    return PRIORS.artifact(card.name, {"card": card_hash(trained_card(card))}, prior_code(card), local=local)
 
 
 def generator_cache_path(card: GeneratorCard) -> Path:

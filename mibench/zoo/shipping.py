@@ -52,7 +52,8 @@ def _training_seconds(meta: dict[str, Any]) -> float | None:
 def _manifest(kind: str, card: Any, art: Artifact) -> dict[str, Any]:
     meta, record = art.meta(), art.record()
     out = {"kind": kind, "card": card.name if card is not None else None,
-           "card_hash": card_hash(card) if card is not None else None,
+           # the card hash the artifact is keyed on (a prior's without `default_for`)
+           "card_hash": (record.get("content") or {}).get("card") or (card_hash(card) if card is not None else None),
            "code_version": record.get("code_version"),
            "sha256": record.get("files"), "bytes": {s: art.file(s).stat().st_size for s in record.get("files", {})},
            "training_seconds": _training_seconds(meta),
