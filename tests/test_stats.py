@@ -64,3 +64,14 @@ def test_run_statistic_bootstrap_recomputes_on_class_resamples():
     assert iv.value == 19 and iv.hi == 19 and iv.lo < 19
     nan = bootstrap_statistic(5, lambda idx: {"x": float("nan")}, resamples=20)["x"]
     assert np.isnan(nan.lo) and np.isnan(nan.hi)
+
+
+def test_a_replicate_without_the_metric_on_one_side_is_left_out_of_the_pairing():
+    from mibench.ops.stats import paired_difference
+
+    a = {0: {0: 1.0, 1: 0.0}, 1: {0: 1.0, 1: 1.0}}
+    b = {0: {0: 0.0, 1: 0.0}, 1: {}}  # replicate 1 of b lacks the metric
+    iv = paired_difference(a, b, covers=("identities",), resamples=200)
+    assert iv.value == pytest.approx(0.5) and iv.n == 2
+    with pytest.raises(ValueError, match="no replicate has a class on both sides"):
+        paired_difference({1: {0: 1.0}}, b, covers=("identities",), resamples=10)

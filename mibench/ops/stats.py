@@ -119,6 +119,10 @@ def paired_difference(a: Mapping[object, Mapping[int, float]], b: Mapping[object
     if not keys:
         raise ValueError("no replicate is present on both sides")
     diff = {k: {c: a[k][c] - b[k][c] for c in a[k] if c in b[k]} for k in keys}
+    # a replicate without the metric on one side (an entry made before the metric existed) has no pair
+    diff = {k: d for k, d in diff.items() if d}
+    if not diff:
+        raise ValueError("no replicate has a class on both sides")
     return hierarchical_mean(diff, covers=covers, level=level, resamples=resamples, seed=seed)
 
 
