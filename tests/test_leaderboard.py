@@ -180,6 +180,19 @@ def test_pooled_table_marks_only_effects_whose_interval_excludes_zero():
     assert "no standard entries" in format_pooled(entries)  # these are custom-protocol entries
 
 
+def test_pooled_runs_count_only_replicates_that_carry_the_metric():
+    """An entry made before a metric existed (no per-class value) is not counted as a run of that metric."""
+    from mibench.leaderboard.pooled import pooled_rows
+
+    with_reid = [_replicated("none", k, 0, [0.9, 0.5] * 5) for k in (0, 2)]
+    for e in with_reid:
+        for m in e["per_class"]:
+            m["reid@1"] = 0.3
+    entries = with_reid + [_replicated("none", 1, 0, [0.9, 0.5] * 5)]
+    assert pooled_rows(entries, protocol=None)[0]["runs"] == 3
+    assert pooled_rows(entries, protocol=None, metric="reid@1")[0]["runs"] == 2
+
+
 def test_page_draws_error_bars_and_marks_distinguishable_effects(tmp_path):
     entries = [_replicated("none", 0, 0, [0.9, 0.5, 0.7, 0.3] * 10),
                _replicated("nls", 0, 0, [0.7, 0.3, 0.5, 0.1] * 10, natural=0.88),

@@ -27,7 +27,8 @@ def _row(c: Cell) -> dict[str, Any]:
     eff = c.effect
     return {
         "dataset": c.dataset, "protocol": c.protocol, "attack": c.attack, "target": c.target, "defense": c.defense,
-        "runs": len(c.entries),
+        # replicates that carry the metric (an entry older than a metric does not count for it)
+        "runs": sum(1 for v in c.replicates().values() if v),
         "nat_acc": "n/a" if c.natural is None else f"{100 * c.natural:.1f}",
         c.metric: "n/a" if acc is None else f"{100 * acc.value:.1f} ± {100 * acc.half_width:.1f}",
         "covers": "n/a" if acc is None else " + ".join(acc.covers),
