@@ -1,7 +1,10 @@
 """Benchmark: the PPA optimisation loop — mibench's batched implementation vs a straightforward
 per-class reference loop written here, same generator, target and settings, in one run.
 
-Reports images·steps/s and peak memory for each. Sizes:
+Reports images·steps/s, peak memory and the convolution / matmul FLOP/s reached by each (counted with
+torch.utils.flop_counter in a second, untimed pass), as a share of this machine's single-thread dense
+GEMM peak on CPU (`profile_attack.gemm_flops`, at --threads 1), and the ceiling that peak puts on our
+speed-up over the reference: the reference's time if ours ran its FLOPs at the peak. Sizes:
   embedded  — the default synthfaces prior's shape (32 px StyleGAN2, 128-d w) + compact ResNet at 32 px
   embedded-small — the same with the half-width embedded recipe (the default prior before v2)
   research  — StyleGAN2 at 256 px (and 1024 px with --research-1024) with random weights,
@@ -93,8 +96,10 @@ def run_ours(size: str, device: str, bf16: bool, channels_last: bool, compile_: 
     attack.optimize(ctx, w0, classes.repeat_interleave(n_cand), candidate_keys(classes, n_cand))
     _sync(device)
     dt = time.perf_counter() - t0
+    peak = _peak(device)
+    flops = _flops(lambda: attack.optimize(ctx, w0, classes.repeat_interleave(n_cand), candidate_keys(classes, n_cand)))
     return {"variant": "mibench batched", "img_steps_per_s": n_cls * n_cand * steps / dt, "seconds": dt,
-            "peak_mib": _peak(device)}
+            "peak_mib": peak, "flop_per_img_step": flops / (n_cls * n_cand * steps)}
 
 
 def run_reference(size: str, device: str) -> dict:
@@ -124,15 +129,29 @@ def run_reference(size: str, device: str) -> dict:
             opt.step()
         return w.detach()
 
+    def attack_all() -> None:
+        for c in range(n_cls):
+            attack_class(c, w_all[c * n_cand:(c + 1) * n_cand])
+
     attack_class(0, w_all[:n_cand])  # warm-up
     _sync(device)
     t0 = time.perf_counter()
-    for c in range(n_cls):
-        attack_class(c, w_all[c * n_cand:(c + 1) * n_cand])
+    attack_all()
     _sync(device)
     dt = time.perf_counter() - t0
+    peak = _peak(device)
     return {"variant": "reference per-class loop", "img_steps_per_s": n_cls * n_cand * steps / dt, "seconds": dt,
-            "peak_mib": _peak(device)}
+            "peak_mib": peak, "flop_per_img_step": _flops(attack_all) / (n_cls * n_cand * steps)}
+
+
+def _flops(fn) -> float:
+    """Convolution and matmul FLOPs (forward + backward) of one call of `fn` (untimed)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return float(counter.get_total_flops())
 
 
 def _sync(device: str) -> None:
@@ -169,8 +188,15 @@ def main() -> None:
         return
     import torch
 
-    print(f"device {args.device}, torch {torch.__version__}, {args.threads} thread(s), load {os.getloadavg()[0]:.1f}")
-    print(f"{'size':<14} {'variant':<26} {'img·steps/s':>12} {'seconds':>9} {'peak MiB':>9}  shape")
+    peak = None
+    if args.device == "cpu" and args.threads == 1:
+        from profile_attack import gemm_flops
+
+        peak = gemm_flops()
+    print(f"device {args.device}, torch {torch.__version__}, {args.threads} thread(s), load {os.getloadavg()[0]:.1f}"
+          + (f", dense GEMM peak {peak / 1e9:.1f} GFLOP/s" if peak else ""))
+    print(f"{'size':<14} {'variant':<26} {'img·steps/s':>12} {'seconds':>9} {'peak MiB':>9} {'GFLOP/s':>8} "
+          f"{'of peak':>8}  shape")
     for size in args.sizes:
         _, res, arch, inp, _, n_cls, n_cand, steps = SIZES[size]
         shape = f"G {res}px, {arch} {inp}px, {n_cls} classes × {n_cand} candidates × {steps} steps"
@@ -187,11 +213,17 @@ def main() -> None:
                 continue
             r = json.loads(line[7:])
             results.append(r)
+            rate = r["img_steps_per_s"] * r["flop_per_img_step"]
+            share = f"{100 * rate / peak:>7.0f}%" if peak else f"{'':>8}"
             print(f"{size:<14} {r['variant']:<26} {r['img_steps_per_s']:>12.2f} {r['seconds']:>9.2f} "
-                  f"{r['peak_mib']:>9.0f}  {shape}")
+                  f"{r['peak_mib']:>9.0f} {rate / 1e9:>8.1f} {share}  {shape}")
         if len(results) == 2:
-            print(f"{size:<14} speed-up of ours over the reference loop: "
-                  f"{results[1]['img_steps_per_s'] / results[0]['img_steps_per_s']:.2f}×")
+            ref, ours = results
+            line = (f"{size:<14} speed-up of ours over the reference loop: "
+                    f"{ours['img_steps_per_s'] / ref['img_steps_per_s']:.2f}×")
+            if peak:  # ours at the GEMM peak with its own FLOPs per img·step: the most batching can give
+                line += f" (ceiling at the GEMM peak: {peak / ours['flop_per_img_step'] / ref['img_steps_per_s']:.2f}×)"
+            print(line)
 
 
 if __name__ == "__main__":

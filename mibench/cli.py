@@ -115,15 +115,27 @@ def zoo_build(names: tuple[str, ...], device: str, jobs: int | None, force: bool
 @click.argument("names", nargs=-1)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … or auto.")
 @click.option("--jobs", type=int, default=None, help="Parallel retrains (default: one per CPU core on CPU).")
-def zoo_verify(names: tuple[str, ...], device: str, jobs: int | None) -> None:
+@click.option("--attack", default="ppa", show_default=True,
+              help="The short attack run against shipped and retrained weights (its default preset and prior); "
+                   "'none' skips it.")
+@click.option("--attack-classes", type=int, default=10, show_default=True, help="Classes 0..N-1 of the short attack.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting of the short attack.")
+def zoo_verify(names: tuple[str, ...], device: str, jobs: int | None, attack: str, attack_classes: int,
+               overrides: tuple[str, ...]) -> None:
     """Retrain shipped targets NAMES (default: all) in a temporary folder and report how close each
-    retrain gets: natural accuracy shipped vs retrained, prediction agreement, identical weights."""
+    retrain gets: natural accuracy shipped vs retrained, prediction agreement, identical weights, and
+    the acc@1 of one short attack (same seed, settings and classes) against the shipped and the
+    retrained weights."""
     from mibench.run.execute import resolve_device
     from mibench.zoo.shipping import verify
 
-    rows = verify(list(names) or None, device=str(resolve_device(device)), jobs=jobs)
-    click.echo(_table(rows, ["name", "shipped_acc", "retrained_acc", "delta_pts", "prediction_agreement",
-                             "identical_weights", "train_s"]))
+    check = None if attack == "none" else {"attack": attack, "classes": attack_classes,
+                                           "overrides": _parse_overrides(overrides)}
+    rows = verify(list(names) or None, device=str(resolve_device(device)), jobs=jobs, attack=check)
+    cols = ["name", "shipped_acc", "retrained_acc", "delta_pts", "prediction_agreement", "identical_weights", "train_s"]
+    if check is not None:
+        cols += ["attack", "attack_shipped", "attack_retrained", "attack_delta_pts"]
+    click.echo(_table(rows, cols))
 
 
 @zoo.command("calibrate")

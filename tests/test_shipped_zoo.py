@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from mibench.errors import CardError, CheckpointError
+from mibench.errors import CardError, CheckpointError, MIBenchError
 from mibench.ops import cache
 
 from tiny_zoo import write_tiny_cards
@@ -104,6 +104,35 @@ def test_zoo_verify_retrains_and_compares(tmp_path, store, monkeypatch):
     (row,) = verify(["tiny-target"], progress=False)
     # Same machine, same code: the retrain is bit-identical.
     assert row["identical_weights"] == "yes" and row["delta_pts"] == "+0.00" and row["prediction_agreement"] == "100.0%"
+    assert "attack" not in row  # no short attack unless asked
+
+
+def test_zoo_verify_short_attack_compares_shipped_and_retrained(tmp_path, store, monkeypatch):
+    from mibench.zoo import load_target
+    from mibench.zoo.attack_check import short_attack
+    from mibench.zoo.shipping import ship, verify
+
+    from tiny_zoo import TINY_PPA
+
+    monkeypatch.setenv("MIBENCH_CARDS", str(write_tiny_cards(tmp_path / "cards")))
+    load_target("tiny-target")
+    ship(["tiny-target"])
+    settings = {"attack": "ppa", "classes": 3, "prior": "tiny-prior", "overrides": TINY_PPA}
+    (row,) = verify(["tiny-target"], progress=False, attack=settings)
+    # A bit-identical retrain is attacked to the same result.
+    assert row["attack"] == "ppa/synthfaces × 3 classes" and row["attack_shipped"] == row["attack_retrained"]
+    assert row["attack_delta_pts"] == "+0.0"
+
+    # The same weights twice (one copy per model: `prepare` state is not shared) give the same result.
+    from mibench.cards import get_card
+
+    card = get_card("target", "tiny-target")
+    model, _ = load_target(card)
+    out = short_attack(card, {"a": model, "a again": model}, "cpu", **settings)
+    assert out["classes"] == 3 and out["acc1"]["a"] == out["acc1"]["a again"]
+    assert f"{out['acc1']['a']:.1f}%" == row["attack_shipped"]
+    with pytest.raises(MIBenchError, match="public data"):
+        short_attack(card, {"a": model}, "cpu", attack="lokt", classes=1)
 
 
 def test_replicates_are_the_card_with_another_training_seed(tmp_path, monkeypatch):

@@ -168,9 +168,11 @@ def shipped_size() -> int:
 
 # ----------------------------------------------------------------------------- verify
 
-def verify_one(card_path: str, replicate: int, device: str) -> dict[str, Any]:
+def verify_one(card_path: str, replicate: int, device: str, attack: dict[str, Any] | None = None) -> dict[str, Any]:
     """Retrain one shipped target (a pool job) into a temporary folder and compare it with the shipped
-    weights: natural accuracy, prediction agreement on the private test split, identical bytes."""
+    weights: natural accuracy, prediction agreement on the private test split, identical bytes, and
+    — when `attack` gives `short_attack`'s settings (attack, classes, prior, overrides) — the acc@1 of
+    one short attack against each."""
     from mibench.classifiers.checkpoint import load_classifier
     from mibench.classifiers.train import evaluate_accuracy
     from mibench.ops.cache import ArtifactCache
@@ -193,10 +195,21 @@ def verify_one(card_path: str, replicate: int, device: str) -> dict[str, Any]:
         with torch.no_grad():
             agree = float((_predict(retrained, x, device) == _predict(original, x, device)).float().mean())
         acc = evaluate_accuracy(retrained, test, device)
-    return {"name": card.name, "shipped_acc": f"{100 * ship_meta['natural_accuracy']:.2f}%",
+        check = None
+        if attack is not None and card.role != "evaluator":  # an evaluation model is the judge, not attacked
+            from mibench.zoo.attack_check import short_attack
+
+            check = short_attack(card, {"shipped": original, "retrained": retrained}, device, **attack)
+    row = {"name": card.name, "shipped_acc": f"{100 * ship_meta['natural_accuracy']:.2f}%",
             "retrained_acc": f"{100 * acc:.2f}%", "delta_pts": f"{100 * (acc - ship_meta['natural_accuracy']):+.2f}",
             "prediction_agreement": f"{100 * agree:.1f}%", "identical_weights": "yes" if same else "no",
             "train_s": round(meta["build_seconds"], 1)}
+    if check is not None:
+        a = check["acc1"]
+        row.update({"attack": f"{check['attack']} × {check['classes']} classes",
+                    "attack_shipped": f"{a['shipped']:.1f}%", "attack_retrained": f"{a['retrained']:.1f}%",
+                    "attack_delta_pts": f"{a['retrained'] - a['shipped']:+.1f}"})
+    return row
 
 
 def _predict(model: torch.nn.Module, x: torch.Tensor, device: str, bs: int = 256) -> torch.Tensor:
@@ -205,13 +218,13 @@ def _predict(model: torch.nn.Module, x: torch.Tensor, device: str, bs: int = 256
 
 
 def verify(names: list[str] | None = None, device: str = "cpu", jobs: int | None = None,
-           progress: bool = True) -> list[dict[str, Any]]:
+           progress: bool = True, attack: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Retrain the shipped targets `names` (default: every shipped target) and report how close each
-    retrain gets (see `verify_one`)."""
+    retrain gets (see `verify_one`; `attack`: the short attack's settings, None for none)."""
     from mibench.ops.pool import run_jobs
 
     cards = [c for k, c in zoo_cards(names) if k == "target" and target_artifact(c).shipped]
     if not cards:
         raise MIBenchError("no shipped targets to verify", fix="see `mibench list targets` (status 'shipped')")
-    return run_jobs([(verify_one, (c.path, replicate_index(c.name), device)) for c in cards], device=device,
+    return run_jobs([(verify_one, (c.path, replicate_index(c.name), device, attack)) for c in cards], device=device,
                     workers=jobs, desc="zoo verify", progress=progress)
