@@ -1,0 +1,114 @@
+"""Benchmark: StyleGAN2's weight demodulation as mibench computes it (per-sample modulated weights,
+squared and summed, as the official non-fused path) against the same maths as one matmul of the
+squared styles and the squared weights summed over the kernel — a candidate speed-up that changes
+floating-point rounding and so every attack result. Nothing in mibench uses the matmul path; this
+script measures what switching would buy and cost:
+
+  1. the generator's forward + backward through w (as the attacks run it): seconds per batch, both paths;
+  2. the largest image difference between the two paths;
+  3. a short PPA run (the default suite's preset, classes 0-9 of one target, the shipped zoo) with each
+     path: attack wall time and acc@1, so the speed-up of a whole attack and how far its result moves.
+
+    python benchmarks/demodulation.py [--target synthfaces32-resnet] [--classes 0-9] [--threads 1]
+
+Figures depend on the machine and its load; they are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from mibench.generators import stylegan2
+
+ORIGINAL = stylegan2.modulated_conv2d
+
+
+def matmul_demodulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,
+                              demodulate=True, flip_weight=True, fused_modconv=True):
+    """`modulated_conv2d` with the demodulation coefficients from styles² @ Σ_k weight² (no per-sample
+    weights) on the non-fused path; the fused path is left as it is."""
+    if fused_modconv or not demodulate:
+        return ORIGINAL(x, weight, styles, noise=noise, up=up, down=down, padding=padding,
+                        resample_filter=resample_filter, demodulate=demodulate, flip_weight=flip_weight,
+                        fused_modconv=fused_modconv)
+    n = x.shape[0]
+    dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # (N, O)
+    x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
+    x = stylegan2.conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
+                                  flip_weight=flip_weight)
+    x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
+    if noise is not None:
+        x = x + noise.to(x.dtype)
+    return x
+
+
+@contextlib.contextmanager
+def demodulation(path: str):
+    """Run the enclosed code with the 'weights' (mibench's) or 'matmul' demodulation."""
+    stylegan2.modulated_conv2d = matmul_demodulated_conv2d if path == "matmul" else ORIGINAL
+    try:
+        yield
+    finally:
+        stylegan2.modulated_conv2d = ORIGINAL
+
+
+def generator_pass(G, w: torch.Tensor, reps: int) -> tuple[float, torch.Tensor]:
+    """Best-of-`reps` seconds of one synthesis forward + backward through w, and the images."""
+    best, img = float("inf"), None
+    for rep in range(reps + 1):
+        wr = w.clone().requires_grad_(True)
+        t0 = time.perf_counter()
+        img = G.synthesis(wr.unsqueeze(1).repeat(1, G.num_ws, 1), noise_mode="const")
+        img.square().mean().backward()
+        if rep:  # the first pass is a warm-up
+            best = min(best, time.perf_counter() - t0)
+    return best, img.detach()
+
+
+def main() -> None:
+    """Measure both paths and print the figures."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--target", default="synthfaces32-resnet")
+    ap.add_argument("--classes", default="0-9")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=160)
+    ap.add_argument("--reps", type=int, default=5)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+
+    from mibench.cards import get_card
+    from mibench.run import RunSpec, parse_classes, run_one
+    from mibench.run.spec import default_prior
+    from mibench.zoo import load_prior
+
+    G, _ = load_prior(default_prior(get_card("target", a.target)))
+    G.requires_grad_(False)
+    w = G.mapping(torch.randn(a.batch, G.z_dim, generator=torch.Generator().manual_seed(0)), None, psi=0.5)[:, 0]
+    times, images = {}, {}
+    for path in ("weights", "matmul"):
+        with demodulation(path):
+            times[path], images[path] = generator_pass(G, w, a.reps)
+    print(f"{a.threads} thread(s); generator forward + backward, batch {a.batch}: weights {times['weights']:.3f}s, "
+          f"matmul {times['matmul']:.3f}s ({times['weights'] / times['matmul']:.2f}×); "
+          f"max |image difference| {(images['weights'] - images['matmul']).abs().max():.2e}")
+
+    classes = parse_classes(a.classes)
+    with tempfile.TemporaryDirectory() as out:  # warm-up: loads the zoo and the data once, untimed
+        run_one(RunSpec(target=a.target, attack="ppa", classes=classes[:1]), out=Path(out), device="cpu", progress=False)
+    for path in ("weights", "matmul"):
+        with demodulation(path), tempfile.TemporaryDirectory() as out:
+            t0 = time.perf_counter()
+            entry = run_one(RunSpec(target=a.target, attack="ppa", classes=classes), out=Path(out), device="cpu",
+                            progress=False)
+            print(f"PPA on {a.target}, classes {a.classes}, {path:<7} demodulation: {time.perf_counter() - t0:6.1f}s, "
+                  f"acc@1 {100 * entry['metrics']['acc@1']:.1f}%")
+
+
+if __name__ == "__main__":
+    main()
