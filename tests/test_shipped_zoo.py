@@ -133,6 +133,12 @@ def test_zoo_verify_short_attack_compares_shipped_and_retrained(tmp_path, store,
     assert f"{out['acc1']['a']:.1f}%" == row["attack_shipped"]
     with pytest.raises(MIBenchError, match="public data"):
         short_attack(card, {"a": model}, "cpu", attack="lokt", classes=1)
+    # A short attack that cannot run is refused before anything is retrained.
+    monkeypatch.setattr("mibench.zoo.shipping.verify_one", lambda *a: pytest.fail("must not retrain"))
+    for bad, match in (({"attack": "bogus"}, "unknown attack"), ({"attack": "lokt"}, "public data"),
+                       ({"attack": "ppa", "classes": 0}, "attacks nothing")):
+        with pytest.raises(MIBenchError, match=match):
+            verify(["tiny-target"], progress=False, attack=bad)
 
 
 def test_replicates_are_the_card_with_another_training_seed(tmp_path, monkeypatch):

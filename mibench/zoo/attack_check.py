@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from mibench.attacks.access import ACCESS_LEVELS
+from mibench.attacks.addon import attack_class
 from mibench.attacks.base import AttackContext
 from mibench.cards import TargetCard
 from mibench.errors import MIBenchError
@@ -23,17 +24,25 @@ from mibench.zoo.priors import load_prior
 from mibench.zoo.targets import build_defense_for, load_target
 
 
+def check_attack(attack: str, classes: int) -> None:
+    """Refuse, before anything is retrained, a short attack that `short_attack` cannot run."""
+    if classes < 1:
+        raise MIBenchError(f"--attack-classes {classes} attacks nothing", field="--attack-classes",
+                           fix="give at least 1 (default 10), or --attack none")
+    if attack_class(attack).needs_public_data:  # an unknown name fails here, listing the known ones
+        raise MIBenchError(f"attack '{attack}' trains on public data and is too long for `zoo verify`",
+                           field="--attack", fix="use a white-box attack such as ppa (the default), or --attack none")
+
+
 def short_attack(card: TargetCard, models: dict[str, torch.nn.Module], device: str, attack: str = "ppa",
                  classes: int = 10, seed: int = 0, prior: str | None = None,
                  overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """acc@1 (%) of the same `attack` run on classes 0..classes-1 of `card` against each model in
     `models` (versions of the card's target), judged by the card's evaluator; with the settings used."""
+    check_attack(attack, classes)
     spec = RunSpec(target=card.name, attack=attack, prior=prior, classes=list(range(min(classes, card.num_classes))),
                    seed=seed, overrides=dict(overrides or {}))
     run = resolve(spec)
-    if type(run.attack).needs_public_data:
-        raise MIBenchError(f"attack '{attack}' trains on public data and is too long for `zoo verify`",
-                           field="--attack", fix="use a white-box attack such as ppa (the default), or --attack none")
     dev = torch.device(device)
     gen = load_prior(run.prior, dev)[0] if run.prior is not None else None
     evaluator = load_target(run.evaluator, dev)[0].eval()

@@ -226,5 +226,9 @@ def verify(names: list[str] | None = None, device: str = "cpu", jobs: int | None
     cards = [c for k, c in zoo_cards(names) if k == "target" and target_artifact(c).shipped]
     if not cards:
         raise MIBenchError("no shipped targets to verify", fix="see `mibench list targets` (status 'shipped')")
+    if attack is not None:
+        from mibench.zoo.attack_check import check_attack
+
+        check_attack(attack["attack"], attack.get("classes", 10))
     return run_jobs([(verify_one, (c.path, replicate_index(c.name), device, attack)) for c in cards], device=device,
                     workers=jobs, desc="zoo verify", progress=progress)
