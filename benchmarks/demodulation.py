@@ -26,36 +26,23 @@ import torch
 
 from mibench.generators import stylegan2
 
-ORIGINAL = stylegan2.modulated_conv2d
+ORIGINAL = stylegan2.demodulation_coefficients
 
 
-def matmul_demodulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,
-                              demodulate=True, flip_weight=True, fused_modconv=True):
-    """`modulated_conv2d` with the demodulation coefficients from styles² @ Σ_k weight² (no per-sample
-    weights) on the non-fused path; the fused path is left as it is."""
-    if fused_modconv or not demodulate:
-        return ORIGINAL(x, weight, styles, noise=noise, up=up, down=down, padding=padding,
-                        resample_filter=resample_filter, demodulate=demodulate, flip_weight=flip_weight,
-                        fused_modconv=fused_modconv)
-    n = x.shape[0]
-    dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # (N, O)
-    x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
-    x = stylegan2.conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
-                                  flip_weight=flip_weight)
-    x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
-    if noise is not None:
-        x = x + noise.to(x.dtype)
-    return x
+def matmul_demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+    """The same (N, O) coefficients as `stylegan2.demodulation_coefficients`, from styles² @ Σ_k weight²
+    (no per-sample weights): other rounding."""
+    return (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
 
 
 @contextlib.contextmanager
 def demodulation(path: str):
-    """Run the enclosed code with the 'weights' (mibench's) or 'matmul' demodulation."""
-    stylegan2.modulated_conv2d = matmul_demodulated_conv2d if path == "matmul" else ORIGINAL
+    """Run the enclosed code with the 'weights' (mibench's) or 'matmul' demodulation coefficients."""
+    stylegan2.demodulation_coefficients = matmul_demodulation_coefficients if path == "matmul" else ORIGINAL
     try:
         yield
     finally:
-        stylegan2.modulated_conv2d = ORIGINAL
+        stylegan2.demodulation_coefficients = ORIGINAL
 
 
 def generator_pass(G, w: torch.Tensor, reps: int) -> tuple[float, torch.Tensor]:

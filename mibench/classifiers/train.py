@@ -133,21 +133,26 @@ def _optimizer(params: list[torch.nn.Parameter], recipe: TrainRecipe) -> torch.o
 # ------------------------------------------------------------------------------------ evaluation
 
 @torch.no_grad()
+def predict(model: torch.nn.Module, images: torch.Tensor, device: str | torch.device = "cpu",
+            batch_size: int = 256) -> torch.Tensor:
+    """Top-1 labels (N,) on CPU of uint8 `images` (N, 3, H, W) (eval mode; the previous mode is restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return torch.cat([model(images[i:i + batch_size].to(device).float() / 255.0).argmax(dim=1).cpu()
+                              for i in range(0, images.shape[0], batch_size)])
+    finally:
+        model.train(was_training)
+
+
 def evaluate_accuracy(model: Classifier, ds: ImageDataset, device: str | torch.device = "cpu",
                       batch_size: int = 256) -> float:
     """Top-1 accuracy (fraction in [0, 1]) of `model` on `ds` (eval mode; the previous mode is restored)."""
     x_all, y_all = ds.load_tensors()
-    was_training = model.training
-    model.eval()
-    correct = 0
-    try:
-        for i in range(0, x_all.shape[0], batch_size):
-            x = x_all[i:i + batch_size].to(device).float() / 255.0
-            y = y_all[i:i + batch_size].to(device)
-            correct += int((model(x).argmax(dim=1) == y).sum())
-    finally:
-        model.train(was_training)
-    return correct / max(1, x_all.shape[0])
+    if x_all.shape[0] == 0:
+        return 0.0
+    return int((predict(model, x_all, device, batch_size) == y_all).sum()) / x_all.shape[0]
 
 
 # ------------------------------------------------------------------------------------ training

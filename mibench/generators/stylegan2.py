@@ -202,6 +202,22 @@ def normalize_2nd_moment(x: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
 
 
+def _modulate(weight: Tensor, styles: Tensor) -> Tensor:
+    """weight (O, I, kh, kw) scaled by each sample's styles (N, I) -> (N, O, I, kh, kw)."""
+    return weight.unsqueeze(0) * styles.reshape(styles.shape[0], 1, -1, 1, 1)
+
+
+def _inverse_norm(wmod: Tensor) -> Tensor:
+    """(N, O, I, kh, kw) -> (N, O): 1 / the L2 norm of each sample's output-channel filter."""
+    return (wmod.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
+
+
+def demodulation_coefficients(weight: Tensor, styles: Tensor) -> Tensor:
+    """weight (O, I, kh, kw), styles (N, I) -> (N, O): what the non-fused path multiplies each output
+    channel by, from the per-sample modulated weights as the official code forms them."""
+    return _inverse_norm(_modulate(weight, styles))
+
+
 def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, noise: Tensor | None = None, up: int = 1,
                      down: int = 1, padding: int = 0, resample_filter: Tensor | None = None,
                      demodulate: bool = True, flip_weight: bool = True, fused_modconv: bool = True) -> Tensor:
@@ -212,14 +228,8 @@ def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, noise: Tensor | 
     """
     n = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
-    wmod = None
-    dcoefs = None
-    if demodulate or fused_modconv:
-        wmod = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # (N, O, I, kh, kw)
-    if demodulate:
-        dcoefs = (wmod.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # (N, O)
-
     if not fused_modconv:
+        dcoefs = demodulation_coefficients(weight, styles) if demodulate else None
         x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
         x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
                             flip_weight=flip_weight)
@@ -229,8 +239,9 @@ def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, noise: Tensor | 
             x = x + noise.to(x.dtype)
         return x
 
+    wmod = _modulate(weight, styles)
     if demodulate:
-        wmod = wmod * dcoefs.reshape(n, -1, 1, 1, 1)
+        wmod = wmod * _inverse_norm(wmod).reshape(n, -1, 1, 1, 1)
     x = x.reshape(1, -1, *x.shape[2:])
     wmod = wmod.reshape(-1, in_channels, kh, kw)
     x = conv2d_resample(x, wmod.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,

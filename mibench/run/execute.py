@@ -58,10 +58,6 @@ def metric_images_ref(target, evaluator):
     return ev if (ev.name, ev.resolved_root()) == (ref.name, ref.resolved_root()) else ref
 
 
-def _group_size(run: ResolvedRun) -> int:
-    return run.spec.classes_per_group or run.attack.classes_per_group()
-
-
 def run_one(spec: RunSpec, *, out: Path = Path("runs"), device: str = "auto", resume: Path | None = None,
             progress: bool = True, build: bool = True, dist: Any = None) -> dict[str, Any]:
     """Execute one run (or resume one) and return its entry. `dist` shards classes over ranks."""
@@ -203,7 +199,7 @@ def _attack_classes(run: ResolvedRun, ctx: AttackContext, scorer, mine: list[int
                                                               run.target.input_size, ctx.device)
         folder.write_prepare({"queries": access.queries, "queries_by_phase": dict(access.queries_by_phase),
                               "seconds": round(prepare_s, 3), "attack_info": info})
-    size = _group_size(run)
+    size = run.group_size()
     groups = [mine[i:i + size] for i in range(0, len(mine), size)]
     bar = tqdm(total=len(mine), desc=f"{run.attack.name} on {run.target.name}", unit="class",
                disable=not progress)

@@ -180,6 +180,10 @@ class ResolvedRun:
     # attack, so it stays out of the config and the run id (the entry records it).
     evaluator2: TargetCard | None = None
 
+    def group_size(self) -> int:
+        """Classes attacked together in one batch: the spec's choice, else the attack's."""
+        return self.spec.classes_per_group or self.attack.classes_per_group()
+
     def public_id(self) -> dict[str, Any] | None:
         """What the config records about the public data: nothing when it is the target dataset's
         own public split (as every run recorded before the field existed), else the reference."""

@@ -17,6 +17,7 @@ from mibench.attacks.access import ACCESS_LEVELS
 from mibench.attacks.addon import attack_class
 from mibench.attacks.base import AttackContext
 from mibench.cards import TargetCard
+from mibench.classifiers.train import predict
 from mibench.errors import MIBenchError
 from mibench.ops.imaging import to_uint8
 from mibench.run.spec import RunSpec, resolve
@@ -45,7 +46,7 @@ def short_attack(card: TargetCard, models: dict[str, torch.nn.Module], device: s
     run = resolve(spec)
     dev = torch.device(device)
     gen = load_prior(run.prior, dev)[0] if run.prior is not None else None
-    evaluator = load_target(run.evaluator, dev)[0].eval()
+    evaluator = load_target(run.evaluator, dev)[0]
     out_size = max(card.input_size, run.evaluator.input_size)
     acc: dict[str, float] = {}
     for label, model in models.items():
@@ -55,12 +56,10 @@ def short_attack(card: TargetCard, models: dict[str, torch.nn.Module], device: s
                             output_size=out_size, progress=False)
         att.prepare(ctx)
         hits = total = 0
-        size = att.classes_per_group()
+        size = run.group_size()
         for i in range(0, len(run.classes), size):
             for res in att.attack_classes(ctx, run.classes[i:i + size]):
-                x = to_uint8(res.images).to(dev).float() / 255.0
-                with torch.no_grad():
-                    hits += int((evaluator(x).argmax(1) == res.class_id).sum())
-                total += len(x)
+                hits += int((predict(evaluator, to_uint8(res.images), dev) == res.class_id).sum())
+                total += len(res.images)
         acc[label] = 100.0 * hits / total
     return {"attack": f"{attack}/{run.preset}", "classes": len(run.classes), "acc1": acc}

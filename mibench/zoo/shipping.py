@@ -174,7 +174,7 @@ def verify_one(card_path: str, replicate: int, device: str, attack: dict[str, An
     — when `attack` gives `short_attack`'s settings (attack, classes, prior, overrides) — the acc@1 of
     one short attack against each."""
     from mibench.classifiers.checkpoint import load_classifier
-    from mibench.classifiers.train import evaluate_accuracy
+    from mibench.classifiers.train import evaluate_accuracy, predict
     from mibench.ops.cache import ArtifactCache
     from mibench.zoo.targets import dataset, train_target_files
 
@@ -193,7 +193,7 @@ def verify_one(card_path: str, replicate: int, device: str, attack: dict[str, An
         test = dataset(card.dataset, "private-test")
         x, _ = test.load_tensors()
         with torch.no_grad():
-            agree = float((_predict(retrained, x, device) == _predict(original, x, device)).float().mean())
+            agree = float((predict(retrained, x, device) == predict(original, x, device)).float().mean())
         acc = evaluate_accuracy(retrained, test, device)
         check = None
         if attack is not None and card.role != "evaluator":  # an evaluation model is the judge, not attacked
@@ -210,11 +210,6 @@ def verify_one(card_path: str, replicate: int, device: str, attack: dict[str, An
                     "attack_shipped": f"{a['shipped']:.1f}%", "attack_retrained": f"{a['retrained']:.1f}%",
                     "attack_delta_pts": f"{a['retrained'] - a['shipped']:+.1f}"})
     return row
-
-
-def _predict(model: torch.nn.Module, x: torch.Tensor, device: str, bs: int = 256) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model(x[i:i + bs].to(device).float() / 255).argmax(1).cpu() for i in range(0, len(x), bs)])
 
 
 def verify(names: list[str] | None = None, device: str = "cpu", jobs: int | None = None,
