@@ -106,17 +106,60 @@ def test_expand_path_defaults(monkeypatch):
 
 
 def test_shipped_prior_variants_and_the_default_zoo():
-    """The shifted-domain and 64 px priors reuse the embedded recipe on other data; `mibench zoo
-    build` without names builds only the default priors (one per kind) of the targets' dataset."""
+    """The shifted-domain and 64 px priors start from the faces prior (v2) and train on other data;
+    `mibench zoo build` without names builds only the default priors (one per kind) of the targets'
+    dataset and the evaluators of that dataset (not synthfaces64's, which judges no shipped target)."""
     from mibench import zoo
+    from mibench.zoo.priors import prior_artifact
 
-    base = get_card("generator", "synthfaces32-stylegan2")
+    base = get_card("generator", "synthfaces32-stylegan2-v2")
     shifted = get_card("generator", "synthfaces32-stylegan2-shifted")
     big = get_card("generator", "synthfaces64-stylegan2")
-    assert shifted.dataset.split == "public-shifted" and shifted.train == base.train and shifted.default_for == []
+    for card in (shifted, big):
+        assert card.init_from == base.name and card.params == base.params
+        assert prior_artifact(card).content["init_from"] == prior_artifact(base).key
+    assert shifted.dataset.split == "public-shifted" and shifted.default_for == []
     assert big.resolution == 64 and big.dataset.name == "synthfaces64" and big.default_for == ["synthfaces64"]
     default = {c.name for kind, c in zoo.zoo_cards() if kind == "generator"}
     assert default == {"synthfaces32-stylegan2-v2", "synthfaces32-gmi"}  # the dataset's default prior of each kind
+    evaluators = {c.name for kind, c in zoo.zoo_cards() if kind == "target" and c.role == "evaluator"}
+    assert evaluators == {"synthfaces32-evaluator", "synthfaces32-evaluator2"}
+
+
+PRIOR = """
+kind: stylegan2
+resolution: 8
+params: {z_dim: 16, w_dim: 16, mapping_kwargs: {num_layers: 2}, synthesis_kwargs: {channel_base: 128, channel_max: 16}}
+dataset: {name: synthfaces32, split: public}
+train: {steps: 2, batch_size: 4}
+"""
+
+
+def test_init_from_names_a_prior_without_loops_and_keys_the_child_on_it(tmp_path, monkeypatch):
+    """A prior's `init_from` must name another prior card, with no loop and a recipe to fine-tune;
+    the child's artifact key follows its source's, so a retrained source retrains the child."""
+    from mibench.zoo.priors import prior_artifact
+
+    monkeypatch.setenv("MIBENCH_CARDS", str(tmp_path))
+    monkeypatch.setenv("MIBENCH_CACHE", str(tmp_path / "cache"))
+    _card(tmp_path, PRIOR, "src", "generators")
+    child = load_card(_card(tmp_path, PRIOR + "init_from: src\n", "child", "generators"), "generator")
+    key = prior_artifact(child).key
+    _card(tmp_path, PRIOR.replace("steps: 2", "steps: 3"), "src", "generators")
+    assert prior_artifact(load_card(tmp_path / "generators" / "child.yaml", "generator")).key != key
+    with pytest.raises(CardError, match="did you mean 'src'") as e:
+        load_card(_card(tmp_path, PRIOR + "init_from: scr\n", "typo", "generators"), "generator")
+    assert e.value.field == "init_from" and "typo.yaml" in str(e.value)
+    _card(tmp_path, PRIOR + "init_from: b\n", "a", "generators")
+    _card(tmp_path, PRIOR + "init_from: a\n", "b", "generators")
+    with pytest.raises(CardError, match="loop"):
+        load_card(tmp_path / "generators" / "a.yaml", "generator")
+    with pytest.raises(CardError, match="must be one of") as e:
+        load_card(_card(tmp_path, PRIOR + "storage_dtype: float8\n", "small", "generators"), "generator")
+    assert e.value.field == "storage_dtype"
+    external = "kind: stylegan2\nresolution: 8\nweights: {path: /x.pkl}\ninit_from: src\n"
+    with pytest.raises(CardError, match="training recipe"):
+        load_card(_card(tmp_path, external, "ext", "generators"), "generator")
 
 
 def test_making_a_prior_the_default_keeps_its_trained_artifact():

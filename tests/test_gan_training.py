@@ -147,3 +147,49 @@ def test_minibatch_stddev_handles_uneven_batches():
     assert out.shape == (6, 9, 4, 4) and torch.isfinite(out).all()
     same = torch.ones(4, 8, 4, 4)
     assert torch.allclose(layer(same)[:, -1], torch.full((4, 4, 4), 1e-4), atol=1e-6)  # sqrt(eps)
+
+
+def test_transfer_starts_from_the_source_weights_and_grows_a_block():
+    """`init_state` starts G (and so G_ema) from a trained generator's tensors; a 16 px generator
+    started from an 8 px one keeps the source's blocks and starts only its 16 px block random.
+    With `d_warmup_steps` the generator is not updated while the fresh discriminator learns."""
+    from mibench.generators.stylegan2 import Generator, generator_kwargs
+
+    source_G = run().G_ema
+    source = source_G.state_dict()
+    # Trained tensors; the buffer w_avg (the mean w that truncation uses) tracks every mapping call.
+    weights = {k: v for k, v in source.items() if k != "mapping.w_avg"}
+    seen = {}
+
+    def grab(step, G):
+        seen[step] = {k: v.clone() for k, v in G.state_dict().items()}
+
+    same = train_stylegan2(tiny_images(), tiny_recipe(steps=3, d_warmup_steps=2, callback_every=1), progress=False,
+                           generator_params=TINY_G, init_state=source, callback=grab)
+    assert same.new_keys == []
+    assert all(torch.equal(seen[2][k], v) for k, v in weights.items())  # untouched during the warm-up
+    assert any(not torch.equal(seen[3][k], v) for k, v in weights.items())  # trained after it
+    assert "loss_g" not in same.log[0] and "loss_g" in same.log[2] and "loss_d" in same.log[0]
+
+    grown = train_stylegan2(tiny_images(res=16), tiny_recipe(steps=2, d_warmup_steps=1, callback_every=1),
+                            progress=False, generator_params=TINY_G, init_state=source, callback=grab)
+    assert grown.new_keys and all(k.startswith("synthesis.b16.") for k in grown.new_keys)
+    assert all(torch.equal(seen[1][k], v) for k, v in weights.items())
+    fresh = Generator(**generator_kwargs(dict(TINY_G), 16))
+    assert set(grown.new_keys) == set(fresh.state_dict()) - set(source)
+
+
+def test_transfer_refuses_a_source_of_another_architecture():
+    wide = dict(TINY_G, synthesis_kwargs={"channel_base": 256, "channel_max": 32})
+    source = train_stylegan2(tiny_images(), tiny_recipe(steps=1), progress=False, generator_params=wide).G_ema
+    def start_from(state):
+        return train_stylegan2(tiny_images(), tiny_recipe(), progress=False, generator_params=TINY_G,
+                               init_state=state)
+
+    with pytest.raises(DataError, match="do not fit this generator"):
+        start_from(source.state_dict())
+    big = train_stylegan2(tiny_images(res=16), tiny_recipe(steps=1), progress=False, generator_params=TINY_G).G_ema
+    with pytest.raises(DataError, match="do not fit"):  # a higher-resolution source cannot shrink
+        start_from(big.state_dict())
+    with pytest.raises(ValueError, match="d_warmup_steps"):
+        tiny_recipe(steps=3, d_warmup_steps=3).validate()

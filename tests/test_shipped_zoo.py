@@ -189,6 +189,37 @@ def test_prior_quality_report_and_the_collapsed_prior_warning(tmp_path, monkeypa
     assert q.recall_real is not None and q.recall < q.recall_real
 
 
+def test_a_prior_built_from_another_starts_from_its_weights(tmp_path, monkeypatch):
+    """`init_from`: the build trains (or finds) the source prior first, starts from its generator,
+    and records the source's card and artifact key in the manifest. `storage_dtype: float16` stores
+    half-precision weights, and what loads (in float32) is exactly the rounded generator."""
+    import torch
+    from safetensors.torch import load_file
+
+    from mibench.cards import get_card
+    from mibench.zoo import load_prior, prior_artifact
+
+    root = write_tiny_cards(tmp_path / "cards")
+    (root / "generators" / "tiny-prior-ft.yaml").write_text(
+        "extends: tiny-prior\ninit_from: tiny-prior\nstorage_dtype: float16\n"
+        "train: {steps: 2, d_warmup_steps: 1}\n")
+    monkeypatch.setenv("MIBENCH_CARDS", str(root))
+    source, child = get_card("generator", "tiny-prior"), get_card("generator", "tiny-prior-ft")
+    assert not prior_artifact(source).exists()
+    G, _ = load_prior(child)
+    assert prior_artifact(source).exists()  # built first, as the child's starting point
+    art = prior_artifact(child)
+    meta = art.meta()
+    assert meta["init_from"] == {"card": "tiny-prior", "key": prior_artifact(source).key}
+    assert meta["init_new_tensors"] == [] and meta["steps"] == 2 and meta["quality"] is not None
+    stored = load_file(str(art.file(".safetensors")))
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    for name, t in G.state_dict().items():
+        assert t.dtype == torch.float32 or not t.is_floating_point()
+        assert torch.equal(t, stored[name].to(t.dtype)), name
+    assert {v.dtype for v in load_file(str(prior_artifact(source).file(".safetensors"))).values()} == {torch.float32}
+
+
 def test_a_prior_with_little_recall_is_called_collapsed_even_when_it_covers_the_classes():
     """On a user's public folder of other classes the evaluator's classes say little: a prior whose
     samples reach a tenth of the recall other real images reach is collapsed (the digits prior of

@@ -75,9 +75,11 @@ class PriorKind:
     def train(self, images: Tensor, train: dict[str, Any], *, params: dict[str, Any], resolution: int,
               seed: int, device: str | torch.device, progress: bool, card_path: str | None = None,
               callback: Callable[[int, nn.Module], dict[str, Any] | None] | None = None,
-              callback_every: int | None = None, checkpoint: Path | None = None) -> TrainedPrior:
+              callback_every: int | None = None, checkpoint: Path | None = None,
+              init: dict[str, Tensor] | None = None) -> TrainedPrior:
         """Train on uint8 images (N, 3, R, R) with the card's `train` recipe (resuming from
-        `checkpoint` where the kind supports it)."""
+        `checkpoint` where the kind supports it; starting from the weights `init`, a trained
+        prior's state dict, when the card names one with `init_from`)."""
         raise MIBenchError(f"generator kind '{self.name}' is trained by its attack, not by the zoo",
                            path=card_path, field="kind")
 

@@ -45,17 +45,21 @@ class StyleGAN2Kind(PriorKind):
     def train(self, images: Tensor, train: dict[str, Any], *, params: dict[str, Any], resolution: int,
               seed: int | None = None, device: str | torch.device = "cpu", progress: bool = True,
               card_path: str | None = None, callback: Callable[[int, nn.Module], Any] | None = None,
-              callback_every: int | None = None, checkpoint: Path | None = None) -> TrainedPrior:
+              callback_every: int | None = None, checkpoint: Path | None = None,
+              init: dict[str, Tensor] | None = None) -> TrainedPrior:
         """Train on uint8 images (N, 3, R, R); the recipe's own `seed` is used when `seed` is None;
-        an interrupted training resumes from `checkpoint`."""
+        an interrupted training resumes from `checkpoint`; `init` starts G from trained weights."""
         recipe, card_seed = self.recipe(train, card_path)
         if callback_every is not None:
             recipe.callback_every = callback_every
         result = train_stylegan2(images, recipe, seed=card_seed if seed is None else seed, device=device,
                                  progress=progress, generator_params=params, callback=callback,
-                                 checkpoint=checkpoint)
-        return TrainedPrior(result.G_ema, {"steps": result.steps, "seconds": round(result.seconds, 1),
-                                           "stopped_by": result.stopped_by, "log": result.log})
+                                 checkpoint=checkpoint, init_state=init)
+        record = {"steps": result.steps, "seconds": round(result.seconds, 1), "stopped_by": result.stopped_by,
+                  "log": result.log}
+        if init is not None:  # which tensors started random (a grown block) instead of from the source prior
+            record["init_new_tensors"] = result.new_keys
+        return TrainedPrior(result.G_ema, record)
 
     def save(self, G: nn.Module, path: Path) -> list[Path]:
         """`path` (.safetensors) and its .json sidecar."""

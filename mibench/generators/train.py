@@ -69,6 +69,11 @@ class StyleGAN2TrainRecipe:
     # CPU trainings of the small prior, whose FID plateaus at a constant rate. None: constant lr.
     lr_decay_start: int | None = None
     lr_decay_final: float = 0.1
+    # Steps at the start that train only the discriminator. For a generator started from trained
+    # weights (`init_state`) next to a fresh discriminator, whose first gradients are noise that
+    # Adam's normalised steps would write into the transferred weights. Not in StyleGAN2-ADA, whose
+    # transfer also starts D from the source; 0 (the default) trains both from the first step.
+    d_warmup_steps: int = 0
     max_minutes: float | None = None  # stop early after this much wall time
     log_every: int = 50
     callback_every: int | None = None  # call `callback(step, G_ema)` every this many steps
@@ -86,6 +91,8 @@ class StyleGAN2TrainRecipe:
             raise ValueError("style_mixing_prob: must be in [0, 1]")
         if not 0 <= self.augment.p <= 1:
             raise ValueError("augment.p: must be in [0, 1]")
+        if not 0 <= self.d_warmup_steps < self.steps:
+            raise ValueError("d_warmup_steps: must be a step count in [0, steps)")
         if self.lr_decay_start is not None and not 0 <= self.lr_decay_start < self.steps:
             raise ValueError("lr_decay_start: must be a step in [0, steps)")
         if not 0 < self.lr_decay_final <= 1:
@@ -113,6 +120,7 @@ class TrainResult:
     stopped_by: str  # 'steps' or 'time'
     G: Generator | None = None
     D: Discriminator | None = None
+    new_keys: list[str] = field(default_factory=list)  # G's tensors a transfer (`init_state`) did not cover
 
 
 def augment(images: Tensor, spec: GANAugment, gen: torch.Generator) -> Tensor:
@@ -162,6 +170,24 @@ def _ema_beta(recipe: StyleGAN2TrainRecipe, images_seen: int) -> float:
     return 0.5 ** (recipe.batch_size / max(ema_nimg, 1e-8))
 
 
+def transfer_state(G: Generator, state: dict[str, Tensor]) -> list[str]:
+    """Start G from a trained generator's weights (transfer learning, as StyleGAN2-ADA's `--resume`);
+    returns the names of G's tensors the source lacks (e.g. the extra block of a higher resolution,
+    which keeps its random init). Every source tensor must fit a tensor of G by name and shape, so
+    a source of another architecture is refused rather than half-copied."""
+    own = G.state_dict()
+    unfit = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    if unfit:
+        raise DataError(f"the initial weights do not fit this generator: {len(unfit)} of {len(state)} tensors "
+                        f"have no counterpart of the same shape (first: {unfit[0]})",
+                        fix="start from a prior with the same mapping and channel widths (params) at the "
+                            "same or a lower resolution")
+    with torch.no_grad():
+        for k, v in state.items():
+            own[k].copy_(v)
+    return [k for k in own if k not in state]
+
+
 def _generate(G: Generator, z: Tensor, z2: Tensor, mixing_prob: float, gen: torch.Generator) -> Tensor:
     """Fake images with style mixing: after a random cutoff, ws come from a second latent."""
     ws = G.mapping(z, None)
@@ -185,7 +211,8 @@ def train_stylegan2(images_uint8: Tensor, recipe: StyleGAN2TrainRecipe, seed: in
                     device: str | torch.device = "cpu", progress: bool = True,
                     generator_params: dict[str, Any] | None = None,
                     callback: Callable[[int, Generator], dict[str, Any] | None] | None = None,
-                    checkpoint: str | Path | None = None, checkpoint_every: int = 500) -> TrainResult:
+                    checkpoint: str | Path | None = None, checkpoint_every: int = 500,
+                    init_state: dict[str, Tensor] | None = None) -> TrainResult:
     """Train an unconditional StyleGAN2 on images (N, 3, R, R) uint8; returns the EMA generator.
 
     `generator_params` are the card's constructor args (default: `small_prior_params(R)`). `callback`
@@ -193,7 +220,9 @@ def train_stylegan2(images_uint8: Tensor, recipe: StyleGAN2TrainRecipe, seed: in
     added to that step's log record. With `checkpoint`, the whole training state (networks, Adam
     moments, the RNG, the data order) is written there every `checkpoint_every` steps and training
     resumes from it when it exists: a resumed run ends with the same bytes as an uninterrupted one.
-    The caller deletes the file once the result is stored.
+    The caller deletes the file once the result is stored. `init_state` (a trained generator's
+    state dict) starts G and G_ema from those weights instead of a random draw (`transfer_state`);
+    the discriminator starts fresh.
     """
     recipe.validate()
     if images_uint8.dtype != torch.uint8 or images_uint8.ndim != 4 or images_uint8.shape[2] != images_uint8.shape[3]:
@@ -217,6 +246,7 @@ def train_stylegan2(images_uint8: Tensor, recipe: StyleGAN2TrainRecipe, seed: in
         torch.manual_seed(derive_seed(seed, "stylegan2-init"))
         G = Generator(**kwargs)
         D = Discriminator(c_dim=0, img_resolution=res, img_channels=channels, **d_kwargs)
+    new_keys = transfer_state(G, init_state) if init_state is not None else []
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     G, D, G_ema = G.to(device).train(), D.to(device).train(), G_ema.to(device)
 
@@ -292,15 +322,16 @@ def train_stylegan2(images_uint8: Tensor, recipe: StyleGAN2TrainRecipe, seed: in
                 for group in opt_d.param_groups:
                     group["lr"] = recipe.lr_d * reg_ratio * factor
             # --- generator: non-saturating logistic loss ---
-            G.requires_grad_(True)
-            D.requires_grad_(False)
-            z, z2 = latents()
-            fake = _generate(G, z, z2, recipe.style_mixing_prob, gen)
-            loss_g = F.softplus(-D(augment(fake, recipe.augment, gen))).mean()
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            add("loss_g", loss_g.detach())
+            if step >= recipe.d_warmup_steps:
+                G.requires_grad_(True)
+                D.requires_grad_(False)
+                z, z2 = latents()
+                fake = _generate(G, z, z2, recipe.style_mixing_prob, gen)
+                loss_g = F.softplus(-D(augment(fake, recipe.augment, gen))).mean()
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+                add("loss_g", loss_g.detach())
 
             # --- discriminator: logistic loss (+ lazy R1 on real images every r1_interval steps) ---
             G.requires_grad_(False)
@@ -342,7 +373,7 @@ def train_stylegan2(images_uint8: Tensor, recipe: StyleGAN2TrainRecipe, seed: in
                 record.update({k: sums[k] / counts[k] for k in sums})
                 sums.clear()
                 counts.clear()
-                bar.set_postfix(loss_g=f"{record['loss_g']:.3f}", loss_d=f"{record['loss_d']:.3f}")
+                bar.set_postfix({k: f"{record[k]:.3f}" for k in ("loss_g", "loss_d") if k in record})
             if callback is not None and recipe.callback_every and step % recipe.callback_every == 0:
                 extra = callback(step, G_ema)
                 if extra:
@@ -362,4 +393,4 @@ def train_stylegan2(images_uint8: Tensor, recipe: StyleGAN2TrainRecipe, seed: in
         log.append(record)
     return TrainResult(G_ema=G_ema.cpu().eval(), log=log, steps=step, seconds=time.monotonic() - start,
                        stopped_by=stopped_by, G=G.cpu().eval().requires_grad_(True),
-                       D=D.cpu().eval().requires_grad_(True))
+                       D=D.cpu().eval().requires_grad_(True), new_keys=new_keys)

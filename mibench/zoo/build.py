@@ -20,9 +20,10 @@ ZOO_REPLICATES = 3  # training seeds of each embedded target: the card itself, @
 
 
 def zoo_cards(names: list[str] | None = None) -> list[tuple[str, Any]]:
-    """(kind, card) for the given names, or the default zoo: every buildable target and evaluator and
-    the buildable default prior (`default_for`) of their datasets; other priors (the shifted-domain
-    one, the 64 px one) are built by name or when a run needs them."""
+    """(kind, card) for the given names, or the default zoo: every buildable target, the evaluators
+    of their datasets and the buildable default prior (`default_for`) of those datasets; other cards
+    (the shifted-domain prior, synthfaces64's evaluator and prior) are built by name or when a run
+    needs them."""
     if names:
         out = []
         for n in names:
@@ -31,7 +32,9 @@ def zoo_cards(names: list[str] | None = None) -> list[tuple[str, Any]]:
             except MIBenchError:
                 out.append(("generator", get_card("generator", n)))
         return out
-    items = [("target", c) for c in list_cards("target") if c.train is not None and not is_external(c)]
+    buildable = [c for c in list_cards("target") if c.train is not None and not is_external(c)]
+    attacked = {c.dataset.name for c in buildable if c.role == "target"}
+    items = [("target", c) for c in buildable if c.role == "target" or c.dataset.name in attacked]
     # The noise floor: every embedded target also in training-seed replicates @1, @2 (evaluators are pinned).
     items += [("target", replicate_card(c, k)) for _, c in list(items) if c.role == "target"
               for k in range(1, ZOO_REPLICATES)]

@@ -4,6 +4,7 @@ knows a kind by name."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import time
@@ -31,8 +32,12 @@ def prior_code(card: GeneratorCard) -> tuple[str, ...]:
 
 def prior_artifact(card: GeneratorCard, local: bool = False) -> Artifact:
     """The trained prior (card content without `default_for` + the producing code, for a local build);
-    the shipped copy when one exists for this card hash, unless `local`."""
-    return PRIORS.artifact(card.name, {"card": card_hash(trained_card(card))}, prior_code(card), local=local)
+    the shipped copy when one exists for this card hash, unless `local`. A prior that starts from
+    another (`init_from`) is keyed on that prior's artifact too, so a retrained source retrains it."""
+    content: dict[str, Any] = {"card": card_hash(trained_card(card))}
+    if card.init_from is not None:
+        content["init_from"] = prior_artifact(get_card("generator", card.init_from)).key
+    return PRIORS.artifact(card.name, content, prior_code(card), local=local)
 
 
 def generator_cache_path(card: GeneratorCard) -> Path:
@@ -91,10 +96,19 @@ def build_generator(card: GeneratorCard, device: str | torch.device = "cpu", pro
                     curve.append({"step": step, **q.to_dict()})
                     log.info("prior %s at step %d: FID_eval %.2f, recall %.2f, class coverage %.0f%%", card.name,
                              step, q.fid_eval, q.recall, 100 * q.class_coverage)
+        init = None
+        if card.init_from is not None:  # transfer learning: start from the source prior's trained weights
+            source, _ = load_prior(card.init_from, device="cpu", progress=progress)
+            init = source.state_dict()
+            log.info("prior %s starts from prior %s", card.name, card.init_from)
         trained = kind.train(images, card.train, params=card.params, resolution=card.resolution,
                              device=device, progress=progress, card_path=card.path, callback=on_step,
-                             callback_every=every, checkpoint=resume)
-        files = kind.save(trained.G, a.file(kind.weight_suffix))
+                             callback_every=every, checkpoint=resume, init=init)
+        dtype = getattr(torch, card.storage_dtype)
+        if dtype != torch.float32:  # measure and ship the generator exactly as it is stored
+            round_to(trained.G, dtype)
+        files = kind.save(trained.G if dtype == torch.float32 else copy.deepcopy(trained.G).to(dtype),
+                          a.file(kind.weight_suffix))
         resume.unlink(missing_ok=True)
         seconds = round(time.time() - t0, 1)
         log.info("built prior %s in %.0fs", card.name, seconds)
@@ -102,6 +116,7 @@ def build_generator(card: GeneratorCard, device: str | torch.device = "cpu", pro
         report(card, quality)
         files.append(_sample_grid(card, kind, trained.G.eval(), a.file(".samples.png")))
         record = {"card": dataclasses.asdict(card), "code_version": code_version(*prior_code(card)),
+                  **({"init_from": {"card": card.init_from, "key": art.content["init_from"]}} if init else {}),
                   **trained.record, "build_seconds": seconds, "torch": torch.__version__,
                   "threads": torch.get_num_threads(), "quality": None if quality is None else quality.to_dict(),
                   **({"quality_curve": curve} if curve else {})}
@@ -110,6 +125,14 @@ def build_generator(card: GeneratorCard, device: str | torch.device = "cpu", pro
     with torch.enable_grad():  # a caller under no_grad (a preview, an attack) may trigger the build
         PRIORS.get_or_build(art, build, force=force)
     return art.file(kind.weight_suffix)
+
+
+def round_to(G: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Round every floating-point weight and buffer of G to `dtype`'s precision, in place (G keeps its dtype)."""
+    with torch.no_grad():
+        for t in (*G.parameters(), *G.buffers()):
+            if t.is_floating_point():
+                t.copy_(t.to(dtype).to(t.dtype))
 
 
 def _sample_grid(card: GeneratorCard, kind, G: torch.nn.Module, path: Path, n: int = 64) -> Path:
