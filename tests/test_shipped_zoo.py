@@ -220,6 +220,26 @@ def test_a_prior_built_from_another_starts_from_its_weights(tmp_path, monkeypatc
     assert {v.dtype for v in load_file(str(prior_artifact(source).file(".safetensors"))).values()} == {torch.float32}
 
 
+def test_the_shipped_shifted_prior_loads_from_its_float16_weights_without_training():
+    """The shifted-domain prior ships in float16 and starts from the shipped v2: an empty cache finds
+    it (its key follows v2's shipped key), checks its sha256 and gives a float32 generator."""
+    import torch
+
+    from mibench.cards import get_card
+    from mibench.zoo import load_prior, prior_artifact
+
+    card = get_card("generator", "synthfaces32-stylegan2-shifted")
+    art = prior_artifact(card)
+    assert art.shipped and prior_artifact(get_card("generator", card.init_from)).shipped
+    G, info = load_prior(card, build=False)
+    assert info["source"].startswith("shipped:")
+    assert all(p.dtype == torch.float32 for p in G.parameters())
+    assert all(torch.equal(p, p.half().float()) for p in G.parameters())  # float16 values, run in float32
+    with torch.no_grad():
+        x = G(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(0)), None, noise_mode="const")
+    assert x.shape == (2, 3, 32, 32) and torch.isfinite(x).all()
+
+
 def test_a_prior_with_little_recall_is_called_collapsed_even_when_it_covers_the_classes():
     """On a user's public folder of other classes the evaluator's classes say little: a prior whose
     samples reach a tenth of the recall other real images reach is collapsed (the digits prior of
