@@ -104,11 +104,11 @@ def build_generator(card: GeneratorCard, device: str | torch.device = "cpu", pro
         trained = kind.train(images, card.train, params=card.params, resolution=card.resolution,
                              device=device, progress=progress, card_path=card.path, callback=on_step,
                              callback_every=every, checkpoint=resume, init=init)
-        dtype = getattr(torch, card.storage_dtype)
+        dtype, stored = getattr(torch, card.storage_dtype), trained.G
         if dtype != torch.float32:  # measure and ship the generator exactly as it is stored
             round_to(trained.G, dtype)
-        files = kind.save(trained.G if dtype == torch.float32 else copy.deepcopy(trained.G).to(dtype),
-                          a.file(kind.weight_suffix))
+            stored = copy.deepcopy(trained.G).to(dtype)
+        files = kind.save(stored, a.file(kind.weight_suffix))
         resume.unlink(missing_ok=True)
         seconds = round(time.time() - t0, 1)
         log.info("built prior %s in %.0fs", card.name, seconds)
