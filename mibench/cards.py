@@ -169,6 +169,10 @@ class GeneratorCard:
     # weights are rounded once after training (relative error ≤ 2⁻¹¹), the rounded generator is what
     # the build measures and every user loads, and it runs in float32.
     storage_dtype: Literal["float32", "float16"] = added_field("float32")
+    # What the stored file holds: every tensor (`full`), or, for a prior trained from another
+    # (`init_from`), only the tensors training changed (`delta`), loaded on top of the source's
+    # weights: a frozen transfer (`train.freeze_g`) then stores its grown block alone.
+    storage: Literal["full", "delta"] = added_field("full")
 
     def validate(self) -> None:
         if self.kind not in GENERATORS:
@@ -181,6 +185,11 @@ class GeneratorCard:
             raise ValueError("dataset: a trained prior needs its training dataset")
         if self.init_from is not None and self.train is None:
             raise ValueError("init_from: only a prior with a training recipe (`train:`) starts from another")
+        if self.storage == "delta" and self.init_from is None:
+            raise ValueError("storage: 'delta' stores the changes from the `init_from` prior; name one, or use 'full'")
+        if self.storage == "delta" and self.storage_dtype != "float32":
+            raise ValueError("storage: a 'delta' is stored in float32 (rounding would change the source's "
+                             "tensors too); drop storage_dtype or use storage 'full'")
 
 
 @dataclass

@@ -157,6 +157,11 @@ def test_init_from_names_a_prior_without_loops_and_keys_the_child_on_it(tmp_path
     with pytest.raises(CardError, match="must be one of") as e:
         load_card(_card(tmp_path, PRIOR + "storage_dtype: float8\n", "small", "generators"), "generator")
     assert e.value.field == "storage_dtype"
+    delta_float16 = "init_from: src\nstorage: delta\nstorage_dtype: float16\n"
+    for extra, says in (("storage: delta\n", "init_from"), (delta_float16, "float32")):
+        with pytest.raises(CardError, match=says) as e:
+            load_card(_card(tmp_path, PRIOR + extra, "grown", "generators"), "generator")
+        assert e.value.field == "storage"
     external = "kind: stylegan2\nresolution: 8\nweights: {path: /x.pkl}\ninit_from: src\n"
     with pytest.raises(CardError, match="training recipe"):
         load_card(_card(tmp_path, external, "ext", "generators"), "generator")

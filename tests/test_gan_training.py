@@ -179,6 +179,32 @@ def test_transfer_starts_from_the_source_weights_and_grows_a_block():
     assert set(grown.new_keys) == set(fresh.state_dict()) - set(source)
 
 
+def test_freeze_g_trains_only_the_grown_block_and_names_a_bad_prefix():
+    """`freeze_g` keeps the named generator parameters exactly as transferred (the FreezeG transfer:
+    only the grown 16 px block trains) while the others train; an unknown prefix, or one that
+    freezes everything, is a card error naming `train.freeze_g`."""
+    from mibench.generators.stylegan2_kind import StyleGAN2Kind
+
+    source = run().G_ema.state_dict()
+    old = ["mapping.", "synthesis.b4.", "synthesis.b8."]
+    grown = train_stylegan2(tiny_images(res=16), tiny_recipe(steps=3, d_warmup_steps=1, freeze_g=old),
+                            progress=False, generator_params=TINY_G, init_state=source)
+    for G in (grown.G, grown.G_ema):
+        params = dict(G.named_parameters())
+        assert all(torch.equal(params[k], source[k]) for k in params if k.startswith(tuple(old)))
+    start = train_stylegan2(tiny_images(res=16), tiny_recipe(steps=1), progress=False, generator_params=TINY_G,
+                            init_state=source)  # the same init, nothing trained past the first D step
+    new = dict(grown.G.named_parameters())
+    assert any(not torch.equal(new[k], start.G.state_dict()[k]) for k in new if k.startswith("synthesis.b16."))
+
+    kind = StyleGAN2Kind()
+    for freeze, says in ((["synthesis.b9."], "names no generator parameter"), (["synthesis.", "mapping."], "every")):
+        with pytest.raises(CardError, match=says) as e:
+            kind.train(tiny_images(res=16), {"steps": 1, "batch_size": 4, "freeze_g": freeze}, params=TINY_G,
+                       resolution=16, progress=False, card_path="generators/g.yaml")
+        assert e.value.field == "train.freeze_g" and "g.yaml" in str(e.value)
+
+
 def test_transfer_refuses_a_source_of_another_architecture():
     wide = dict(TINY_G, synthesis_kwargs={"channel_base": 256, "channel_max": 32})
     source = train_stylegan2(tiny_images(), tiny_recipe(steps=1), progress=False, generator_params=wide).G_ema

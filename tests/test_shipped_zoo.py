@@ -220,6 +220,39 @@ def test_a_prior_built_from_another_starts_from_its_weights(tmp_path, monkeypatc
     assert {v.dtype for v in load_file(str(prior_artifact(source).file(".safetensors"))).values()} == {torch.float32}
 
 
+def test_a_frozen_transfer_stores_only_the_tensors_it_trained(tmp_path, monkeypatch):
+    """`storage: delta` with `train.freeze_g`: the stored file holds only what training changed (the
+    unfrozen 16 px block and the mean w), the rest loads from the source prior bit for bit, and a
+    source whose weights are not the ones the changes were taken against is refused."""
+    import torch
+    from safetensors.torch import load_file
+
+    from mibench.cards import get_card
+    from mibench.errors import CheckpointError
+    from mibench.zoo import load_prior, prior_artifact
+    from mibench.zoo.prior_delta import load_delta
+
+    root = write_tiny_cards(tmp_path / "cards")
+    (root / "generators" / "tiny-prior-grown.yaml").write_text(
+        "extends: tiny-prior\ninit_from: tiny-prior\nstorage: delta\n"
+        "train: {steps: 2, d_warmup_steps: 1, freeze_g: [mapping., synthesis.b4., synthesis.b8.]}\n")
+    monkeypatch.setenv("MIBENCH_CARDS", str(root))
+    child = get_card("generator", "tiny-prior-grown")
+    G, _ = load_prior(child)
+    source = load_prior("tiny-prior")[0].state_dict()
+    path = prior_artifact(child).file(".safetensors")
+    stored = load_file(str(path))
+    assert stored and set(stored) <= {k for k in source if k.startswith("synthesis.b16.")} | {"mapping.w_avg"}
+    for k, v in G.state_dict().items():
+        assert torch.equal(v, stored[k] if k in stored else source[k]), k
+    assert path.stat().st_size < prior_artifact(get_card("generator", "tiny-prior")).file(".safetensors").stat().st_size
+    again, _ = load_prior(child)
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in G.state_dict().items())
+    with pytest.raises(CheckpointError, match="changes to prior 'tiny-prior'") as e:
+        load_delta(again, source, "0" * 64, path)
+    assert "tiny-prior-grown" in str(e.value) and "--force" in str(e.value)
+
+
 def test_the_shipped_shifted_prior_loads_from_its_float16_weights_without_training():
     """The shifted-domain prior ships in float16 and starts from the shipped v2: an empty cache finds
     it (its key follows v2's shipped key), checks its sha256 and gives a float32 generator."""
@@ -254,3 +287,24 @@ def test_a_prior_with_little_recall_is_called_collapsed_even_when_it_covers_the_
     assert any("collapsed" in w and "recall 0.013" in w for w in quality(0.013).warnings())
     assert quality(0.169).warnings() == []
     assert PriorQuality("e", 10, 1.0, 0.5, 1.0, 1.0, 0.9, 0.0, 1.0, 0.3).warnings() == []  # no real recall: no claim
+
+
+def test_the_shipped_64px_prior_loads_from_its_delta_on_the_shipped_v2():
+    """The 64 px prior ships as its changes from the shipped v2 (`storage: delta`): an empty cache
+    finds it without training, its frozen layers are v2's bit for bit and it makes 64 px images."""
+    import torch
+
+    from mibench.cards import get_card
+    from mibench.zoo import load_prior, prior_artifact
+
+    card = get_card("generator", "synthfaces64-stylegan2")
+    assert card.storage == "delta" and prior_artifact(card).shipped
+    G, info = load_prior(card, build=False)
+    v2 = load_prior(card.init_from, build=False)[0].state_dict()
+    assert info["source"].startswith("shipped:")
+    frozen = [k for k, _ in G.named_parameters() if k.startswith(tuple(card.train["freeze_g"]))]
+    assert frozen and all(torch.equal(G.state_dict()[k], v2[k]) for k in frozen)
+    assert not torch.equal(G.state_dict()["mapping.w_avg"], v2["mapping.w_avg"])  # tracked while training
+    with torch.no_grad():
+        x = G(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(0)), None, noise_mode="const")
+    assert x.shape == (2, 3, 64, 64) and torch.isfinite(x).all()

@@ -74,6 +74,11 @@ class StyleGAN2TrainRecipe:
     # Adam's normalised steps would write into the transferred weights. Not in StyleGAN2-ADA, whose
     # transfer also starts D from the source; 0 (the default) trains both from the first step.
     d_warmup_steps: int = 0
+    # Generator parameters kept as they start (names by prefix, e.g. `synthesis.b32.` or `mapping.`):
+    # FreezeG's transfer (github.com/bryandlee/FreezeG freezes a pre-trained generator's early
+    # layers), here to train only a grown block while the source prior's layers, which decide the
+    # samples' variety, are not rewritten by a fresh discriminator. Empty: train every parameter.
+    freeze_g: list[str] = field(default_factory=list)
     max_minutes: float | None = None  # stop early after this much wall time
     log_every: int = 50
     callback_every: int | None = None  # call `callback(step, G_ema)` every this many steps
@@ -97,6 +102,8 @@ class StyleGAN2TrainRecipe:
             raise ValueError("lr_decay_start: must be a step in [0, steps)")
         if not 0 < self.lr_decay_final <= 1:
             raise ValueError("lr_decay_final: must be in (0, 1]")
+        if any(not isinstance(p, str) or not p for p in self.freeze_g):
+            raise ValueError("freeze_g: must be a list of parameter-name prefixes (e.g. 'mapping.')")
 
     def lr_factor(self, step: int) -> float:
         """Multiplier of the base learning rates at `step` (1 before the decay starts)."""
@@ -188,6 +195,21 @@ def transfer_state(G: Generator, state: dict[str, Tensor]) -> list[str]:
     return [k for k in own if k not in state]
 
 
+def trainable_parameters(G: Generator, freeze: list[str]) -> list[torch.nn.Parameter]:
+    """G's parameters in order, less those whose names start with a `freeze` prefix (each prefix must
+    name at least one parameter, and something must be left to train)."""
+    names = [n for n, _ in G.named_parameters()]
+    for prefix in freeze:
+        if not any(n.startswith(prefix) for n in names):
+            blocks = sorted({".".join(n.split(".")[:2]) for n in names})
+            raise ValueError(f"freeze_g: '{prefix}' names no generator parameter (they start with "
+                             f"{', '.join(blocks)})")
+    kept = [p for n, p in G.named_parameters() if not n.startswith(tuple(freeze))]
+    if not kept:
+        raise ValueError("freeze_g: freezes every generator parameter, so there is nothing to train")
+    return kept
+
+
 def _generate(G: Generator, z: Tensor, z2: Tensor, mixing_prob: float, gen: torch.Generator) -> Tensor:
     """Fake images with style mixing: after a random cutoff, ws come from a second latent."""
     ws = G.mapping(z, None)
@@ -249,9 +271,10 @@ def train_stylegan2(images_uint8: Tensor, recipe: StyleGAN2TrainRecipe, seed: in
     new_keys = transfer_state(G, init_state) if init_state is not None else []
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     G, D, G_ema = G.to(device).train(), D.to(device).train(), G_ema.to(device)
+    trained_g = trainable_parameters(G, recipe.freeze_g)
 
     reg_ratio = recipe.r1_interval / (recipe.r1_interval + 1)  # lazy-regularisation optimiser correction
-    opt_g = torch.optim.Adam(G.parameters(), lr=recipe.lr_g, betas=recipe.betas, eps=1e-8)
+    opt_g = torch.optim.Adam(trained_g, lr=recipe.lr_g, betas=recipe.betas, eps=1e-8)
     opt_d = torch.optim.Adam(D.parameters(), lr=recipe.lr_d * reg_ratio,
                              betas=(recipe.betas[0] ** reg_ratio, recipe.betas[1] ** reg_ratio), eps=1e-8)
     r1_gamma = recipe.r1_gamma if recipe.r1_gamma is not None else 0.0002 * res ** 2 / recipe.batch_size
@@ -323,7 +346,8 @@ def train_stylegan2(images_uint8: Tensor, recipe: StyleGAN2TrainRecipe, seed: in
                     group["lr"] = recipe.lr_d * reg_ratio * factor
             # --- generator: non-saturating logistic loss ---
             if step >= recipe.d_warmup_steps:
-                G.requires_grad_(True)
+                for p in trained_g:
+                    p.requires_grad_(True)
                 D.requires_grad_(False)
                 z, z2 = latents()
                 fake = _generate(G, z, z2, recipe.style_mixing_prob, gen)

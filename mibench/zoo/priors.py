@@ -16,7 +16,9 @@ import torch
 from mibench.cards import GeneratorCard, card_hash, get_card, trained_card
 from mibench.errors import CheckpointError, MIBenchError
 from mibench.ops.cache import Artifact, ArtifactCache, code_version
+from mibench.ops.fileio import sha256_file
 from mibench.registry import GENERATORS
+from mibench.zoo.prior_delta import load_delta, save_delta
 from mibench.zoo.prior_quality import prior_quality, report
 from mibench.zoo.targets import artifact_source, dataset, weights_provenance
 
@@ -108,7 +110,11 @@ def build_generator(card: GeneratorCard, device: str | torch.device = "cpu", pro
         if dtype != torch.float32:  # measure and ship the generator exactly as it is stored
             round_to(trained.G, dtype)
             stored = copy.deepcopy(trained.G).to(dtype)
-        files = kind.save(stored, a.file(kind.weight_suffix))
+        if card.storage == "delta":  # only what training changed, on top of the source's weights
+            files = [save_delta(stored, init, card.init_from, prior_weights_sha256(card.init_from),
+                                a.file(kind.weight_suffix))]
+        else:
+            files = kind.save(stored, a.file(kind.weight_suffix))
         resume.unlink(missing_ok=True)
         seconds = round(time.time() - t0, 1)
         log.info("built prior %s in %.0fs", card.name, seconds)
@@ -125,6 +131,14 @@ def build_generator(card: GeneratorCard, device: str | torch.device = "cpu", pro
     with torch.enable_grad():  # a caller under no_grad (a preview, an attack) may trigger the build
         PRIORS.get_or_build(art, build, force=force)
     return art.file(kind.weight_suffix)
+
+
+def prior_weights_sha256(name: str) -> str:
+    """sha256 of the weights file prior card `name` loads (the user's file, or the built artifact's)."""
+    card = get_card("generator", name)
+    if card.weights is not None and card.weights.path:
+        return sha256_file(card.weights.resolved_path())
+    return prior_artifact(card).record()["files"][GENERATORS.get(card.kind).weight_suffix]
 
 
 def round_to(G: torch.nn.Module, dtype: torch.dtype) -> None:
@@ -165,7 +179,15 @@ def load_prior(card: GeneratorCard | str, device: str | torch.device = "cpu", bu
                                       fix=f"run `mibench zoo build {card.name}`")
             build_generator(card, device=device, progress=progress)
         meta = art.meta()  # checks every file's sha256 against the cache record
-        G = kind.load(art.file(kind.weight_suffix), sha256=None, resolution=card.resolution, params=card.params)
+        if card.storage == "delta":
+            source, _ = load_prior(card.init_from, device="cpu", build=build, progress=progress)
+            with torch.random.fork_rng(devices=[]):  # a fresh build draws an init: keep the caller's RNG
+                empty = kind.build(card.params, card.resolution)
+            G = load_delta(empty, source.state_dict(), prior_weights_sha256(card.init_from),
+                           art.file(kind.weight_suffix))
+        else:
+            G = kind.load(art.file(kind.weight_suffix), sha256=None, resolution=card.resolution,
+                          params=card.params)
         info = {"source": artifact_source(art), "weights": weights_provenance(art),
                 "train_seconds": meta.get("seconds"), "steps": meta.get("steps")}
     G = G.to(device).eval().requires_grad_(False)
