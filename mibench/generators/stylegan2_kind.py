@@ -15,7 +15,7 @@ from mibench.errors import CardError, CheckpointError
 from mibench.generators.base import PriorKind, TrainedPrior
 from mibench.generators.io import load_generator, save_generator
 from mibench.generators.stylegan2 import Generator, generator_kwargs
-from mibench.generators.train import StyleGAN2TrainRecipe, train_stylegan2, trainable_parameters
+from mibench.generators.train import StyleGAN2TrainRecipe, train_stylegan2
 from mibench.registry import GENERATORS
 from mibench.typed import from_dict
 
@@ -50,19 +50,16 @@ class StyleGAN2Kind(PriorKind):
         """Train on uint8 images (N, 3, R, R); the recipe's own `seed` is used when `seed` is None;
         an interrupted training resumes from `checkpoint`; `init` starts G from trained weights."""
         recipe, card_seed = self.recipe(train, card_path)
-        if recipe.freeze_g:  # the prefixes can only be checked against the generator the card builds
-            with torch.random.fork_rng(devices=[]):
-                probe = self.build(params, resolution)
-            try:
-                trainable_parameters(probe, recipe.freeze_g)
-            except ValueError as exc:
-                raise CardError(str(exc), path=card_path, field="train.freeze_g",
-                                fix="list prefixes of the generator's parameter names, and leave one to train") from exc
         if callback_every is not None:
             recipe.callback_every = callback_every
-        result = train_stylegan2(images, recipe, seed=card_seed if seed is None else seed, device=device,
-                                 progress=progress, generator_params=params, callback=callback,
-                                 checkpoint=checkpoint, init_state=init)
+        try:
+            result = train_stylegan2(images, recipe, seed=card_seed if seed is None else seed, device=device,
+                                     progress=progress, generator_params=params, callback=callback,
+                                     checkpoint=checkpoint, init_state=init)
+        except CardError as exc:  # a recipe field only the built generator can check (train.freeze_g)
+            if exc.path is not None or card_path is None:
+                raise
+            raise CardError(exc.reason, path=card_path, field=exc.field, fix=exc.fix) from exc
         record = {"steps": result.steps, "seconds": round(result.seconds, 1), "stopped_by": result.stopped_by,
                   "log": result.log}
         if init is not None:  # which tensors started random (a grown block) instead of from the source prior

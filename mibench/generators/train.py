@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mibench.errors import DataError
+from mibench.errors import CardError, DataError
 from mibench.generators.discriminator import Discriminator
 from mibench.generators.stylegan2 import Generator, generator_kwargs, small_prior_params
 from mibench.seeding import derive_seed
@@ -197,16 +197,18 @@ def transfer_state(G: Generator, state: dict[str, Tensor]) -> list[str]:
 
 def trainable_parameters(G: Generator, freeze: list[str]) -> list[torch.nn.Parameter]:
     """G's parameters in order, less those whose names start with a `freeze` prefix (each prefix must
-    name at least one parameter, and something must be left to train)."""
+    name at least one parameter, and something must be left to train: a `CardError` otherwise)."""
     names = [n for n, _ in G.named_parameters()]
+    fix = "list prefixes of the generator's parameter names, and leave one to train"
     for prefix in freeze:
         if not any(n.startswith(prefix) for n in names):
             blocks = sorted({".".join(n.split(".")[:2]) for n in names})
-            raise ValueError(f"freeze_g: '{prefix}' names no generator parameter (they start with "
-                             f"{', '.join(blocks)})")
+            raise CardError(f"'{prefix}' names no generator parameter (they start with {', '.join(blocks)})",
+                            field="train.freeze_g", fix=fix)
     kept = [p for n, p in G.named_parameters() if not n.startswith(tuple(freeze))]
     if not kept:
-        raise ValueError("freeze_g: freezes every generator parameter, so there is nothing to train")
+        raise CardError("freezes every generator parameter, so there is nothing to train", field="train.freeze_g",
+                        fix=fix)
     return kept
 
 

@@ -19,8 +19,9 @@ DELTA_KEY = "mibench_prior_delta"
 
 def changed_tensors(G: nn.Module, source: dict[str, Tensor]) -> dict[str, Tensor]:
     """G's state-dict tensors that the source lacks or that differ from it in any bit."""
-    return {k: v.detach().cpu().contiguous().clone() for k, v in G.state_dict().items()
-            if k not in source or v.shape != source[k].shape or not torch.equal(v.detach().cpu(), source[k].cpu())}
+    state = {k: v.detach().cpu() for k, v in G.state_dict().items()}
+    return {k: v.contiguous().clone() for k, v in state.items()
+            if k not in source or v.shape != source[k].shape or not torch.equal(v, source[k].cpu())}
 
 
 def save_delta(G: nn.Module, source: dict[str, Tensor], source_name: str, source_sha256: str, path: Path) -> Path:

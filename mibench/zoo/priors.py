@@ -136,8 +136,8 @@ def build_generator(card: GeneratorCard, device: str | torch.device = "cpu", pro
 def prior_weights_sha256(name: str) -> str:
     """sha256 of the weights file prior card `name` loads (the user's file, or the built artifact's)."""
     card = get_card("generator", name)
-    if card.weights is not None and card.weights.path:
-        return sha256_file(card.weights.resolved_path())
+    if card.weights is not None and card.weights.path:  # a card's sha256 was checked when the file loaded
+        return card.weights.sha256 or sha256_file(card.weights.resolved_path())
     return prior_artifact(card).record()["files"][GENERATORS.get(card.kind).weight_suffix]
 
 
