@@ -1,13 +1,17 @@
-"""Benchmark: StyleGAN2's weight demodulation as mibench computes it (per-sample modulated weights,
-squared and summed, as the official non-fused path) against the same maths as one matmul of the
-squared styles and the squared weights summed over the kernel — a candidate speed-up that changes
-floating-point rounding and so every attack result. Nothing in mibench uses the matmul path; this
-script measures what switching would buy and cost:
+"""Benchmark: three ways to compute StyleGAN2's weight demodulation —
 
-  1. the generator's forward + backward through w (as the attacks run it): seconds per batch, both paths;
-  2. the largest image difference between the two paths;
-  3. a short PPA run (the default suite's preset, classes 0-9 of one target, the shipped zoo) with each
-     path: attack wall time and acc@1, so the speed-up of a whole attack and how far its result moves.
+  official — the official non-fused path: per-sample modulated weights (N, O, I, kh, kw), squared and
+             summed over the whole batch at once (`mibench.ops.demodulation.reference_squared_modulated_norm`);
+  blocked  — mibench's: the same operations on cache-sized blocks of samples, keeping only the styles
+             for the backward (`squared_modulated_norm`) — bit-identical to official;
+  matmul   — the same maths as one matmul of the squared styles and the squared weights summed over
+             the kernel: other rounding, so it would change every attack result. Nothing in mibench uses it.
+
+For each it measures:
+  1. the generator's forward + backward through w (as the attacks run it): seconds per batch, and the
+     largest image difference from official;
+  2. a short PPA run (the default suite's preset, classes 0-9 of one target, the shipped zoo): attack
+     wall time and acc@1, so the speed-up of a whole attack and how far its result moves.
 
     python benchmarks/demodulation.py [--target synthfaces32-resnet] [--classes 0-9] [--threads 1]
 
@@ -25,8 +29,9 @@ from pathlib import Path
 import torch
 
 from mibench.generators import stylegan2
+from mibench.ops.demodulation import reference_squared_modulated_norm
 
-ORIGINAL = stylegan2.demodulation_coefficients
+PATHS = ("official", "blocked", "matmul")
 
 
 def matmul_demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
@@ -37,12 +42,18 @@ def matmul_demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor)
 
 @contextlib.contextmanager
 def demodulation(path: str):
-    """Run the enclosed code with the 'weights' (mibench's) or 'matmul' demodulation coefficients."""
-    stylegan2.demodulation_coefficients = matmul_demodulation_coefficients if path == "matmul" else ORIGINAL
+    """Run the enclosed code with one of PATHS for the demodulation coefficients."""
+    patches = {"official": ("squared_modulated_norm", reference_squared_modulated_norm),
+               "matmul": ("demodulation_coefficients", matmul_demodulation_coefficients)}
+    name, fn = patches.get(path, (None, None))
+    original = getattr(stylegan2, name) if name else None
+    if name:
+        setattr(stylegan2, name, fn)
     try:
         yield
     finally:
-        stylegan2.demodulation_coefficients = ORIGINAL
+        if name:
+            setattr(stylegan2, name, original)
 
 
 def generator_pass(G, w: torch.Tensor, reps: int) -> tuple[float, torch.Tensor]:
@@ -78,22 +89,23 @@ def main() -> None:
     G.requires_grad_(False)
     w = G.mapping(torch.randn(a.batch, G.z_dim, generator=torch.Generator().manual_seed(0)), None, psi=0.5)[:, 0]
     times, images = {}, {}
-    for path in ("weights", "matmul"):
+    for path in PATHS:
         with demodulation(path):
             times[path], images[path] = generator_pass(G, w, a.reps)
-    print(f"{a.threads} thread(s); generator forward + backward, batch {a.batch}: weights {times['weights']:.3f}s, "
-          f"matmul {times['matmul']:.3f}s ({times['weights'] / times['matmul']:.2f}×); "
-          f"max |image difference| {(images['weights'] - images['matmul']).abs().max():.2e}")
+    print(f"{a.threads} thread(s); generator forward + backward, batch {a.batch}:")
+    for path in PATHS:
+        print(f"  {path:<8} {times[path]:.3f}s ({times['official'] / times[path]:.2f}× official), "
+              f"max |image difference from official| {(images[path] - images['official']).abs().max():.2e}")
 
     classes = parse_classes(a.classes)
     with tempfile.TemporaryDirectory() as out:  # warm-up: loads the zoo and the data once, untimed
         run_one(RunSpec(target=a.target, attack="ppa", classes=classes[:1]), out=Path(out), device="cpu", progress=False)
-    for path in ("weights", "matmul"):
+    for path in PATHS:
         with demodulation(path), tempfile.TemporaryDirectory() as out:
             t0 = time.perf_counter()
             entry = run_one(RunSpec(target=a.target, attack="ppa", classes=classes), out=Path(out), device="cpu",
                             progress=False)
-            print(f"PPA on {a.target}, classes {a.classes}, {path:<7} demodulation: {time.perf_counter() - t0:6.1f}s, "
+            print(f"PPA on {a.target}, classes {a.classes}, {path:<8} demodulation: {time.perf_counter() - t0:6.1f}s, "
                   f"acc@1 {100 * entry['metrics']['acc@1']:.1f}%")
 
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mibench.errors import CardError
+from mibench.ops.demodulation import squared_modulated_norm
 
 # ---------------------------------------------------------------------------------------------------
 # Primitives
@@ -214,8 +215,9 @@ def _inverse_norm(wmod: Tensor) -> Tensor:
 
 def demodulation_coefficients(weight: Tensor, styles: Tensor) -> Tensor:
     """weight (O, I, kh, kw), styles (N, I) -> (N, O): what the non-fused path multiplies each output
-    channel by, from the per-sample modulated weights as the official code forms them."""
-    return _inverse_norm(_modulate(weight, styles))
+    channel by, bit for bit as the official code forms it from the per-sample modulated weights
+    (in cache-sized blocks of samples on CPU: `mibench.ops.demodulation`)."""
+    return (squared_modulated_norm(weight, styles) + 1e-8).rsqrt()
 
 
 def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, noise: Tensor | None = None, up: int = 1,
