@@ -14,8 +14,14 @@ The reference loop attacks one class at a time and draws its random crops with t
 image by image, as a direct transcription of the method would. Each variant runs in its own
 subprocess so peak memory (max RSS on CPU, max allocated on CUDA) is its own.
 
+With --batch-scaling it also prints, per size, the milliseconds per image of one generator + target
+forward and backward (no optimiser, no crops) when the same 160 (embedded) samples go through in batches
+of 16, 40, 80 or 160: how much a bigger batch can save on this machine, whoever loops over it.
+
 Usage: python benchmarks/attack_throughput.py [--device cpu|cuda] [--threads N] [--sizes embedded research]
        [--bf16] [--channels-last] [--compile]    (the last three are the GPU options; ours only)
+       [--batch-scaling] [--repeats N]
+On a shared machine whose speed drifts, quote the median of --repeats 5 (pairs run in turn).
 Figures depend on the machine and its load; they are printed, never asserted.
 """
 
@@ -25,6 +31,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -154,6 +161,35 @@ def _flops(fn) -> float:
     return float(counter.get_total_flops())
 
 
+def batch_scaling(size: str, device: str, batches=(16, 40, 80, 160), reps: int = 3) -> dict[int, float]:
+    """Milliseconds per image of generator + target forward and backward through w, best of `reps`, for
+    the same samples in batches of each size in `batches`."""
+    import torch
+
+    G, T, *_ = _setup(size, device)
+    total = max(batches)
+    w = G.mapping(torch.randn(total, G.z_dim, device=device), None, psi=0.7)[:, 0]
+
+    def pass_(chunk: torch.Tensor) -> None:
+        wc = chunk.clone().requires_grad_(True)
+        img = G.synthesis(wc.unsqueeze(1).repeat(1, G.num_ws, 1), noise_mode="const")
+        T((img + 1) / 2).logsumexp(1).sum().backward()
+
+    out = {}
+    for bs in batches:
+        best = float("inf")
+        for rep in range(reps + 1):
+            _sync(device)
+            t0 = time.perf_counter()
+            for a in range(0, total - total % bs, bs):
+                pass_(w[a:a + bs])
+            _sync(device)
+            if rep:  # the first is a warm-up
+                best = min(best, (time.perf_counter() - t0) / (total - total % bs))
+        out[bs] = 1e3 * best
+    return out
+
+
 def _sync(device: str) -> None:
     import torch
 
@@ -180,6 +216,9 @@ def main() -> None:
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--batch-scaling", action="store_true", help="also time G + T per image by batch size")
+    p.add_argument("--repeats", type=int, default=1, help="reference/ours pairs, run in turn; >1 prints the "
+                   "median speed-up and its range")
     p.add_argument("--variant", choices=["ours", "reference"], help=argparse.SUPPRESS)
     p.add_argument("--size", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -200,30 +239,41 @@ def main() -> None:
     for size in args.sizes:
         _, res, arch, inp, _, n_cls, n_cand, steps = SIZES[size]
         shape = f"G {res}px, {arch} {inp}px, {n_cls} classes × {n_cand} candidates × {steps} steps"
-        results = []
-        for variant in ("reference", "ours"):
-            cmd = [sys.executable, __file__, "--variant", variant, "--size", size, "--device", args.device,
-                   "--threads", str(args.threads)]
-            cmd += [f for f, on in (("--bf16", args.bf16), ("--channels-last", args.channels_last),
-                                    ("--compile", args.compile)) if on]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-            if line is None:
-                print(f"{size:<14} {variant:<26} failed: {proc.stderr.strip().splitlines()[-1:]}")
-                continue
-            r = json.loads(line[7:])
-            results.append(r)
-            rate = r["img_steps_per_s"] * r["flop_per_img_step"]
-            share = f"{100 * rate / peak:>7.0f}%" if peak else f"{'':>8}"
-            print(f"{size:<14} {r['variant']:<26} {r['img_steps_per_s']:>12.2f} {r['seconds']:>9.2f} "
-                  f"{r['peak_mib']:>9.0f} {rate / 1e9:>8.1f} {share}  {shape}")
-        if len(results) == 2:
-            ref, ours = results
-            line = (f"{size:<14} speed-up of ours over the reference loop: "
-                    f"{ours['img_steps_per_s'] / ref['img_steps_per_s']:.2f}×")
-            if peak:  # ours at the GEMM peak with its own FLOPs per img·step: the most batching can give
-                line += f" (ceiling at the GEMM peak: {peak / ours['flop_per_img_step'] / ref['img_steps_per_s']:.2f}×)"
-            print(line)
+        ratios = []
+        for _rep in range(args.repeats):  # reference, ours, reference, ours …: pairs see the same machine drift
+            results = []
+            for variant in ("reference", "ours"):
+                cmd = [sys.executable, __file__, "--variant", variant, "--size", size, "--device", args.device,
+                       "--threads", str(args.threads)]
+                cmd += [f for f, on in (("--bf16", args.bf16), ("--channels-last", args.channels_last),
+                                        ("--compile", args.compile)) if on]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+                if line is None:
+                    print(f"{size:<14} {variant:<26} failed: {proc.stderr.strip().splitlines()[-1:]}")
+                    continue
+                r = json.loads(line[7:])
+                results.append(r)
+                rate = r["img_steps_per_s"] * r["flop_per_img_step"]
+                share = f"{100 * rate / peak:>7.0f}%" if peak else f"{'':>8}"
+                print(f"{size:<14} {r['variant']:<26} {r['img_steps_per_s']:>12.2f} {r['seconds']:>9.2f} "
+                      f"{r['peak_mib']:>9.0f} {rate / 1e9:>8.1f} {share}  {shape}")
+            if len(results) == 2:
+                ref, ours = results
+                ratios.append(ours["img_steps_per_s"] / ref["img_steps_per_s"])
+                line = f"{size:<14} speed-up of ours over the reference loop: {ratios[-1]:.2f}×"
+                if peak:  # ours at the GEMM peak with its own FLOPs per img·step: the most batching can give
+                    line += (f" (ceiling at the GEMM peak: "
+                             f"{peak / ours['flop_per_img_step'] / ref['img_steps_per_s']:.2f}×)")
+                print(line)
+        if len(ratios) > 1:
+            print(f"{size:<14} speed-up over {len(ratios)} pairs: median {statistics.median(ratios):.2f}×, "
+                  f"min–max {min(ratios):.2f}–{max(ratios):.2f}×")
+        if args.batch_scaling:
+            torch.set_num_threads(args.threads)
+            per_image = batch_scaling(size, args.device)
+            print(f"{size:<14} G + T forward + backward, ms per image by batch size: "
+                  + ", ".join(f"{bs}: {ms:.2f}" for bs, ms in per_image.items()))
 
 
 if __name__ == "__main__":
