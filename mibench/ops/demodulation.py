@@ -11,9 +11,10 @@ samples that stay in cache, keeps only (weight, styles) for the backward and rec
 Why it is exact: every element is the same correctly-rounded product as in the official chain
 (`(w·s)²` as `x·x`, the backward's `g · 2x · w` as its `PowBackward` / `MulBackward` do), and each
 reduction runs over one sample's rows with the same dims and memory layout, so a block gives the same
-sums as the whole batch (the test compares both paths bit for bit, forward and gradient, on every layer
-shape of the shipped priors). Only the styles' gradient is computed: the kernel is for frozen generators
-(attacks); a weight that needs a gradient takes the official autograd path.
+sums as the whole batch (tests/test_demodulation.py compares both paths bit for bit, forward and
+gradient, on every layer shape of the registered StyleGAN2 priors). Only the styles' gradient is
+computed: the kernel is for frozen generators (attacks); a weight that needs a gradient, a CUDA tensor
+or mixed dtypes take the official autograd path.
 """
 
 from __future__ import annotations
