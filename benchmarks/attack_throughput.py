@@ -236,6 +236,7 @@ def main() -> None:
           + (f", dense GEMM peak {peak / 1e9:.1f} GFLOP/s" if peak else ""))
     print(f"{'size':<14} {'variant':<26} {'img·steps/s':>12} {'seconds':>9} {'peak MiB':>9} {'GFLOP/s':>8} "
           f"{'of peak':>8}  shape")
+    torch.set_num_threads(args.threads)  # for --batch-scaling, which runs in this process
     for size in args.sizes:
         _, res, arch, inp, _, n_cls, n_cand, steps = SIZES[size]
         shape = f"G {res}px, {arch} {inp}px, {n_cls} classes × {n_cand} candidates × {steps} steps"
@@ -270,7 +271,6 @@ def main() -> None:
             print(f"{size:<14} speed-up over {len(ratios)} pairs: median {statistics.median(ratios):.2f}×, "
                   f"min–max {min(ratios):.2f}–{max(ratios):.2f}×")
         if args.batch_scaling:
-            torch.set_num_threads(args.threads)
             per_image = batch_scaling(size, args.device)
             print(f"{size:<14} G + T forward + backward, ms per image by batch size: "
                   + ", ".join(f"{bs}: {ms:.2f}" for bs, ms in per_image.items()))

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mibench.errors import CardError
-from mibench.ops.demodulation import squared_modulated_norm
+from mibench.ops.demodulation import modulate, squared_modulated_norm
 
 # ---------------------------------------------------------------------------------------------------
 # Primitives
@@ -203,11 +203,6 @@ def normalize_2nd_moment(x: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
 
 
-def _modulate(weight: Tensor, styles: Tensor) -> Tensor:
-    """weight (O, I, kh, kw) scaled by each sample's styles (N, I) -> (N, O, I, kh, kw)."""
-    return weight.unsqueeze(0) * styles.reshape(styles.shape[0], 1, -1, 1, 1)
-
-
 def _inverse_norm(wmod: Tensor) -> Tensor:
     """(N, O, I, kh, kw) -> (N, O): 1 / the L2 norm of each sample's output-channel filter."""
     return (wmod.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
@@ -241,7 +236,7 @@ def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, noise: Tensor | 
             x = x + noise.to(x.dtype)
         return x
 
-    wmod = _modulate(weight, styles)
+    wmod = modulate(weight, styles)
     if demodulate:
         wmod = wmod * _inverse_norm(wmod).reshape(n, -1, 1, 1, 1)
     x = x.reshape(1, -1, *x.shape[2:])

@@ -27,9 +27,14 @@ from torch import Tensor
 BLOCK_ELEMENTS = 2**19
 
 
+def modulate(weight: Tensor, styles: Tensor) -> Tensor:
+    """weight (O, I, kh, kw) scaled by each sample's styles (N, I) -> (N, O, I, kh, kw)."""
+    return weight.unsqueeze(0) * styles.reshape(styles.shape[0], 1, -1, 1, 1)
+
+
 def reference_squared_modulated_norm(weight: Tensor, styles: Tensor) -> Tensor:
     """weight (O, I, kh, kw), styles (N, I) -> (N, O): Σ_{i,k} (weight·styles)², as the official code forms it."""
-    return (weight.unsqueeze(0) * styles.reshape(styles.shape[0], 1, -1, 1, 1)).square().sum(dim=[2, 3, 4])
+    return modulate(weight, styles).square().sum(dim=[2, 3, 4])
 
 
 def _block_rows(weight: Tensor) -> int:
@@ -42,12 +47,11 @@ class _BlockedSquaredNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight: Tensor, styles: Tensor) -> Tensor:
-        n, (out_ch, in_ch) = styles.shape[0], weight.shape[:2]
+        n, out_ch = styles.shape[0], weight.shape[0]
         rows = _block_rows(weight)
-        w5 = weight.unsqueeze(0)
         out = styles.new_empty(n, out_ch)
         for a in range(0, n, rows):
-            block = w5 * styles[a:a + rows].reshape(-1, 1, in_ch, 1, 1)
+            block = modulate(weight, styles[a:a + rows])
             block.mul_(block)  # the square, as pow(x, 2) computes it: x·x
             torch.sum(block, dim=[2, 3, 4], out=out[a:a + rows])
         ctx.save_for_backward(weight, styles)
@@ -59,12 +63,12 @@ class _BlockedSquaredNorm(torch.autograd.Function):
         n, (out_ch, in_ch) = styles.shape[0], weight.shape[:2]
         w5 = weight.unsqueeze(0)
         if torch.is_grad_enabled():  # a graph of the gradient is wanted (a second derivative): recordable ops
-            wmod = w5 * styles.reshape(n, 1, in_ch, 1, 1)
+            wmod = modulate(weight, styles)
             return None, (grad.reshape(n, out_ch, 1, 1, 1) * (2.0 * wmod) * w5).sum(dim=[1, 3, 4]).reshape(n, in_ch)
         rows = _block_rows(weight)
         grad_styles = styles.new_empty(n, 1, in_ch, 1, 1)
         for a in range(0, n, rows):
-            block = w5 * styles[a:a + rows].reshape(-1, 1, in_ch, 1, 1)  # the modulated weights again
+            block = modulate(weight, styles[a:a + rows])  # the modulated weights again
             block.mul_(2.0)  # PowBackward: grad · (2 · x)
             block.mul_(grad[a:a + rows].reshape(-1, out_ch, 1, 1, 1))
             block.mul_(w5)  # MulBackward for styles: grad · weight, then summed to styles' shape
